@@ -1,0 +1,263 @@
+//! Sources: the webhook endpoints Doorbell serves and how each is verified.
+//!
+//! A *source* is one endpoint, `POST /webhooks/{name}`. Its configuration, as JSON (a local file,
+//! or the Secrets Manager secret in AWS):
+//!
+//! ```json
+//! { "sources": [
+//!     { "name": "stripe", "provider": "stripe", "secrets": ["whsec_…", "whsec_…(rotated)"],
+//!       "tolerance_seconds": 300, "max_body_bytes": 10485760 },
+//!     { "name": "github", "provider": "github", "secrets": ["…"] }
+//! ] }
+//! ```
+//!
+//! - `name`: the URL segment, 1–64 of `A–Z a–z 0–9 _ -`.
+//! - `provider`: the verification scheme ([`Provider`]).
+//! - `secrets`: one or more; a signature made with any of them is accepted (rotation without
+//!   downtime). Never printed: see [`Secret`].
+//! - `tolerance_seconds`: how far (**seconds**) a signed timestamp may be from now, either way;
+//!   default 300. Ignored by schemes without a timestamp.
+//! - `max_body_bytes`: the largest body accepted (**bytes**); default 10 MiB (the HTTP API
+//!   payload maximum); larger answers 413.
+//!
+//! Parse errors never quote a value from the file, so a misplaced secret cannot leak into a log.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Default timestamp tolerance, seconds (Stripe's and Slack's documented default).
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
+/// Default body limit, bytes: 10 MiB, the API Gateway HTTP API payload maximum.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// A verification scheme. Each has one module under [`crate::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Stripe: `Stripe-Signature: t=…,v1=…`.
+    Stripe,
+    /// GitHub: `X-Hub-Signature-256: sha256=…`.
+    Github,
+}
+
+impl Provider {
+    /// The provider's name as it appears in config, envelopes and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe",
+            Provider::Github => "github",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One webhook endpoint. See the module docs for the JSON shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// URL segment: `POST /webhooks/{name}`.
+    pub name: String,
+    /// Verification scheme.
+    pub provider: Provider,
+    /// Accepted signing secrets (any one verifies).
+    pub secrets: Vec<Secret>,
+    /// Allowed clock skew either way, **seconds**.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u64,
+    /// Largest accepted body, **bytes**.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_tolerance() -> u64 {
+    DEFAULT_TOLERANCE_SECONDS
+}
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+impl SourceConfig {
+    /// A source with the default tolerance and body limit.
+    pub fn new(name: impl Into<String>, provider: Provider, secrets: Vec<Secret>) -> Self {
+        Self {
+            name: name.into(),
+            provider,
+            secrets,
+            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Why a configuration was refused. Messages never contain a configured value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The JSON did not parse or did not have the documented shape.
+    #[error("source configuration is not valid: {message} (line {line}, column {column})")]
+    Parse {
+        /// serde's message with every quoted value replaced by `"…"`.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A source name is empty, too long or has a character outside `A–Z a–z 0–9 _ -`.
+    #[error("source name {0:?} is not valid: use 1-64 of A-Z a-z 0-9 _ -")]
+    BadName(String),
+    /// Two sources share a name.
+    #[error("source {0:?} is configured twice")]
+    Duplicate(String),
+    /// A source has no secret, or an empty one.
+    #[error("source {0:?} needs at least one non-empty secret")]
+    NoSecret(String),
+}
+
+/// All configured sources, looked up by name.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    by_name: HashMap<String, SourceConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesFile {
+    sources: Vec<SourceConfig>,
+}
+
+impl Sources {
+    /// Validates and indexes sources.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadName`], [`ConfigError::Duplicate`] or [`ConfigError::NoSecret`].
+    pub fn new(sources: Vec<SourceConfig>) -> Result<Self, ConfigError> {
+        let mut by_name = HashMap::with_capacity(sources.len());
+        for s in sources {
+            let valid = !s.name.is_empty()
+                && s.name.len() <= 64
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                return Err(ConfigError::BadName(s.name));
+            }
+            if s.secrets.is_empty() || s.secrets.iter().any(|x| x.expose().is_empty()) {
+                return Err(ConfigError::NoSecret(s.name));
+            }
+            if by_name.contains_key(&s.name) {
+                return Err(ConfigError::Duplicate(s.name));
+            }
+            by_name.insert(s.name.clone(), s);
+        }
+        Ok(Self { by_name })
+    }
+
+    /// Parses the JSON document described in the module docs.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] (values redacted), or any error of [`Sources::new`].
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let file: SourcesFile = serde_json::from_str(json).map_err(|e| ConfigError::Parse {
+            message: redact_quoted(&e.to_string()),
+            line: e.line(),
+            column: e.column(),
+        })?;
+        Self::new(file.sources)
+    }
+
+    /// The source named `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&SourceConfig> {
+        self.by_name.get(name)
+    }
+
+    /// All sources, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.by_name.values()
+    }
+}
+
+/// Replaces every `"…"` span in serde's message (where it quotes input values) with `"…"`.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if in_quote {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            in_quote = !in_quote;
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    if in_quote {
+        out.push_str("…\"");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources_with_defaults() {
+        let s = Sources::from_json(
+            r#"{"sources":[{"name":"stripe","provider":"stripe","secrets":["a","b"]}]}"#,
+        )
+        .unwrap();
+        let src = s.get("stripe").unwrap();
+        assert_eq!(src.provider, Provider::Stripe);
+        assert_eq!(src.secrets.len(), 2);
+        assert_eq!(src.tolerance_seconds, 300);
+        assert_eq!(src.max_body_bytes, 10 * 1024 * 1024);
+        assert!(s.get("github").is_none());
+    }
+
+    #[test]
+    fn parse_errors_never_quote_a_secret() {
+        // A secret given as a string where a list is expected: serde would quote it.
+        let err = Sources::from_json(
+            r#"{"sources":[{"name":"s","provider":"stripe","secrets":"whsec_TOPSECRET"}]}"#,
+        )
+        .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("TOPSECRET"), "{text}");
+        assert!(text.contains("line 1"), "{text}");
+    }
+
+    #[test]
+    fn rejects_bad_names_duplicates_and_missing_secrets() {
+        let bad = |j: &str| Sources::from_json(j).unwrap_err();
+        assert!(matches!(
+            bad(r#"{"sources":[{"name":"a/b","provider":"github","secrets":["x"]}]}"#),
+            ConfigError::BadName(_)
+        ));
+        assert!(matches!(
+            bad(r#"{"sources":[{"name":"a","provider":"github","secrets":[]}]}"#),
+            ConfigError::NoSecret(_)
+        ));
+        assert!(matches!(
+            bad(r#"{"sources":[{"name":"a","provider":"github","secrets":[""]}]}"#),
+            ConfigError::NoSecret(_)
+        ));
+        assert!(matches!(
+            bad(r#"{"sources":[{"name":"a","provider":"github","secrets":["x"]},{"name":"a","provider":"stripe","secrets":["y"]}]}"#),
+            ConfigError::Duplicate(_)
+        ));
+        assert!(matches!(
+            bad(r#"{"sources":[{"name":"a","provider":"paypal","secrets":["x"]}]}"#),
+            ConfigError::Parse { .. }
+        ));
+    }
+}

@@ -1,0 +1,245 @@
+//! The envelope: the JSON document ingest puts on the queue, one per verified delivery.
+//!
+//! Version 1, shape (`?` = omitted when absent):
+//!
+//! ```json
+//! { "v": 1, "source": "stripe", "provider": "stripe",
+//!   "event_id": "evt_…", "event_type": "payment_intent.succeeded",
+//!   "idempotency_key": "stripe#evt_…",
+//!   "received_at": "2023-11-14T22:13:20.000Z", "occurred_at"?: "…",
+//!   "content_type"?: "application/json",
+//!   "body"?: "<raw body as UTF-8 text>", "body_base64"?: "<raw body, base64>",
+//!   "body_sha256": "<hex of SHA-256 over the raw body bytes>",
+//!   "headers": { "x-github-event": "push" } }
+//! ```
+//!
+//! Exactly one of `body` / `body_base64` is present: `body` when the raw bytes are UTF-8 that
+//! SQS accepts (SQS rejects U+FFFE and U+FFFF even when JSON-escaped text would carry them),
+//! `body_base64` otherwise. Either way the worker gets back the exact bytes that were verified,
+//! and checks them against `body_sha256`.
+//!
+//! The idempotency key is `{source}#{event_id}`, or `{source}#{scope}:{event_id}` where the
+//! provider needs a scope (GitHub's hook id). It never contains a timestamp or a message id.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::rfc3339_ms;
+use crate::config::SourceConfig;
+use crate::verify::Verified;
+
+/// The envelope version this crate writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// See the module docs for the JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Always [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// The source (endpoint) name.
+    pub source: String,
+    /// The verification scheme's name.
+    pub provider: String,
+    /// The provider's event id.
+    pub event_id: String,
+    /// The provider's event type.
+    pub event_type: String,
+    /// The key the worker claims in the event store.
+    pub idempotency_key: String,
+    /// When ingest accepted the delivery, RFC 3339 UTC with milliseconds.
+    pub received_at: String,
+    /// When the provider says the event happened, RFC 3339 UTC with milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    /// The request's `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The raw body, when it is SQS-safe UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The raw body, base64 (standard alphabet, padded), otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Lower-case hex SHA-256 of the raw body bytes.
+    pub body_sha256: String,
+    /// The request headers handlers need, lower-case names.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Why a queue message is not a usable envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON of the envelope's shape.
+    #[error("message is not an envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A version this build does not read.
+    #[error("unsupported envelope version {0}")]
+    Version(u32),
+    /// Neither or both of `body` and `body_base64`, or bad base64.
+    #[error("envelope body is missing or not decodable")]
+    Body,
+    /// The body does not hash to `body_sha256`.
+    #[error("envelope body does not match its body_sha256")]
+    Digest,
+}
+
+impl Envelope {
+    /// Builds the envelope for a verified delivery received at `received_at_ms` (epoch
+    /// **milliseconds**).
+    pub fn new(
+        source: &SourceConfig,
+        verified: Verified,
+        body: &[u8],
+        content_type: Option<&str>,
+        received_at_ms: i64,
+    ) -> Self {
+        let idempotency_key = match &verified.dedupe_scope {
+            Some(scope) => format!("{}#{}:{}", source.name, scope, verified.event_id),
+            None => format!("{}#{}", source.name, verified.event_id),
+        };
+        let (text, b64) = match std::str::from_utf8(body) {
+            Ok(s) if !s.contains(['\u{FFFE}', '\u{FFFF}']) => (Some(s.to_owned()), None),
+            _ => (None, Some(base64::engine::general_purpose::STANDARD.encode(body))),
+        };
+        Self {
+            v: ENVELOPE_VERSION,
+            source: source.name.clone(),
+            provider: source.provider.as_str().to_owned(),
+            event_id: verified.event_id,
+            event_type: verified.event_type,
+            idempotency_key,
+            received_at: rfc3339_ms(received_at_ms),
+            occurred_at: verified.occurred_at_ms.map(rfc3339_ms),
+            content_type: content_type.map(str::to_owned),
+            body: text,
+            body_base64: b64,
+            body_sha256: sha256_hex(body),
+            headers: verified
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+
+    /// Parses and checks a queue message body: version, exactly one body field, digest.
+    ///
+    /// # Errors
+    /// Any [`EnvelopeError`].
+    pub fn parse(message: &str) -> Result<Self, EnvelopeError> {
+        let env: Envelope = serde_json::from_str(message)?;
+        if env.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(env.v));
+        }
+        let body = env.body_bytes()?;
+        if sha256_hex(&body) != env.body_sha256 {
+            return Err(EnvelopeError::Digest);
+        }
+        Ok(env)
+    }
+
+    /// The envelope as the JSON text sent to the queue.
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings and maps cannot fail.
+        serde_json::to_string(self).expect("envelope serialises")
+    }
+
+    /// The raw body bytes.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::Body`] if neither or both body fields are set, or base64 is invalid.
+    pub fn body_bytes(&self) -> Result<Cow<'_, [u8]>, EnvelopeError> {
+        match (&self.body, &self.body_base64) {
+            (Some(t), None) => Ok(Cow::Borrowed(t.as_bytes())),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map(Cow::Owned)
+                .map_err(|_| EnvelopeError::Body),
+            _ => Err(EnvelopeError::Body),
+        }
+    }
+
+    /// `occurred_at` as epoch **milliseconds**, when present and valid.
+    pub fn occurred_at_ms(&self) -> Option<i64> {
+        let t = humantime::parse_rfc3339(self.occurred_at.as_deref()?).ok()?;
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(d.as_millis()).ok()
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Provider;
+    use crate::secret::Secret;
+
+    fn verified() -> Verified {
+        Verified {
+            event_id: "evt_1".into(),
+            event_type: "a.b".into(),
+            occurred_at_ms: Some(1_700_000_000_000),
+            dedupe_scope: None,
+            headers: vec![("x-k", "v".into())],
+        }
+    }
+
+    fn src() -> SourceConfig {
+        SourceConfig::new("shop", Provider::Stripe, vec![Secret::new("s")])
+    }
+
+    #[test]
+    fn round_trips_utf8_body_byte_for_byte() {
+        let body = "{\n  \"id\": \"evt_1\",\n  \"d\": \"Café ☕\"\n}\n".as_bytes();
+        let e = Envelope::new(&src(), verified(), body, Some("application/json"), 1_700_000_000_123);
+        assert_eq!(e.idempotency_key, "shop#evt_1");
+        assert_eq!(e.received_at, "2023-11-14T22:13:20.123Z");
+        assert_eq!(e.occurred_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(e.occurred_at_ms(), Some(1_700_000_000_000));
+        let back = Envelope::parse(&e.to_json()).unwrap();
+        assert_eq!(back.body_bytes().unwrap().as_ref(), body);
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn binary_and_sqs_unsafe_bodies_travel_as_base64() {
+        for body in [&[0x00u8, 0x01, 0xff][..], "a\u{FFFF}b".as_bytes()] {
+            let e = Envelope::new(&src(), verified(), body, None, 0);
+            assert!(e.body.is_none());
+            let json = e.to_json();
+            assert!(!json.contains('\u{FFFF}'));
+            assert_eq!(Envelope::parse(&json).unwrap().body_bytes().unwrap().as_ref(), body);
+        }
+    }
+
+    #[test]
+    fn scope_goes_into_the_idempotency_key() {
+        let mut v = verified();
+        v.dedupe_scope = Some("42".into());
+        assert_eq!(Envelope::new(&src(), v, b"{}", None, 0).idempotency_key, "shop#42:evt_1");
+    }
+
+    #[test]
+    fn rejects_tampered_unversioned_and_bodiless_envelopes() {
+        let e = Envelope::new(&src(), verified(), b"{}", None, 0);
+        let mut t = e.clone();
+        t.body = Some("{ }".into());
+        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Digest)));
+        let mut t = e.clone();
+        t.v = 2;
+        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Version(2))));
+        let mut t = e.clone();
+        t.body = None;
+        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Body)));
+        assert!(matches!(Envelope::parse("not json"), Err(EnvelopeError::Json(_))));
+    }
+}

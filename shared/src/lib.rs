@@ -1,0 +1,33 @@
+//! # doorbell
+//!
+//! The library behind Doorbell, a webhook receiver for AWS. It holds everything the two Lambda
+//! functions and the `doorbell` CLI share:
+//!
+//! - [`verify`]: one module per provider scheme (Stripe, GitHub), each checking the provider's
+//!   HMAC signature and timestamp over the exact raw body bytes and reading the event id and type;
+//! - [`envelope`]: the versioned JSON message that travels on the queue;
+//! - [`queue`]: the [`queue::EventQueue`] port, with [`queue::SqsQueue`] (Amazon SQS) and
+//!   [`queue::MemoryQueue`] (in-process, with SQS's visibility timeout, receive count and redrive);
+//! - [`store`]: the [`store::EventStore`] port (idempotency claims, leases, status), with
+//!   [`store::DynamoDbEventStore`] and [`store::SqliteEventStore`], and the [`store::EntityStore`]
+//!   port handlers use to keep per-entity state newest-wins;
+//! - [`handler`]: the [`handler::Handler`] trait, its outcomes and the registry keyed by
+//!   (source, event type);
+//! - [`config`]: sources (endpoints) and their secrets.
+//!
+//! Time always comes in as a parameter or through [`clock::Clock`]; nothing deep in the logic
+//! reads the system clock.
+
+pub mod clock;
+pub mod config;
+pub mod envelope;
+pub mod handler;
+pub mod queue;
+pub mod secret;
+pub mod store;
+pub mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Provider, SourceConfig, Sources};
+pub use envelope::Envelope;
+pub use secret::Secret;

@@ -1,0 +1,149 @@
+//! The queue between ingest and the worker.
+//!
+//! [`EventQueue`] is the port; [`SqsQueue`] is Amazon SQS (standard or FIFO) and [`MemoryQueue`]
+//! an in-process queue with the SQS semantics the worker relies on: a received message is
+//! invisible for the visibility timeout, every receive increments its receive count, a deleted
+//! message is gone, and a message received `max_receive_count` times is moved to the
+//! dead-letter queue on its next receive (SQS's redrive policy).
+//!
+//! Lambda's event source mapping does the receiving and deleting in AWS; the local pipeline
+//! and the integration tests do it with [`EventQueue::receive`] and [`EventQueue::delete`],
+//! turning messages into the same `SqsEvent` records with [`ReceivedMessage::to_sqs_message`].
+
+mod memory;
+mod sqs;
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+
+pub use memory::{MemoryQueue, MemoryQueueConfig};
+pub use sqs::SqsQueue;
+
+/// SQS's default maximum message size, bytes (256 KiB); body plus message attributes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The message body (the envelope's JSON).
+    pub body: String,
+    /// String message attributes (`source`, `event_type`), for filtering; empty values are
+    /// dropped (SQS rejects them).
+    pub attributes: Vec<(&'static str, String)>,
+    /// FIFO message group id (FIFO queues only).
+    pub group_id: Option<String>,
+    /// FIFO deduplication id (FIFO queues only).
+    pub deduplication_id: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// Size as SQS counts it: body plus each sent (non-empty) attribute's name, type (`String`)
+    /// and value, bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| k.len() + "String".len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// A message as received from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The queue's message id (stable across receives).
+    pub message_id: String,
+    /// This receive's handle, for [`EventQueue::delete`].
+    pub receipt_handle: String,
+    /// The body.
+    pub body: String,
+    /// How many times the message has been received, this receive included.
+    pub receive_count: u32,
+    /// When it was sent, epoch **milliseconds**.
+    pub sent_timestamp_ms: i64,
+    /// FIFO message group id.
+    pub group_id: Option<String>,
+    /// String message attributes.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ReceivedMessage {
+    /// The record Lambda's SQS event source mapping would deliver for this message.
+    pub fn to_sqs_message(&self, event_source_arn: &str, region: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(self.message_id.clone());
+        m.receipt_handle = Some(self.receipt_handle.clone());
+        m.body = Some(self.body.clone());
+        m.event_source = Some("aws:sqs".to_owned());
+        m.event_source_arn = Some(event_source_arn.to_owned());
+        m.aws_region = Some(region.to_owned());
+        let mut attrs = HashMap::new();
+        attrs.insert("ApproximateReceiveCount".to_owned(), self.receive_count.to_string());
+        attrs.insert("SentTimestamp".to_owned(), self.sent_timestamp_ms.to_string());
+        if let Some(g) = &self.group_id {
+            attrs.insert("MessageGroupId".to_owned(), g.clone());
+        }
+        m.attributes = attrs;
+        m.message_attributes = self
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                let mut a = SqsMessageAttribute::default();
+                a.string_value = Some(v.clone());
+                a.data_type = Some("String".to_owned());
+                (k.clone(), a)
+            })
+            .collect();
+        m
+    }
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The message is larger than the queue accepts.
+    #[error("message of {bytes} bytes exceeds the queue's {max} bytes")]
+    TooLarge {
+        /// The message's size, bytes.
+        bytes: usize,
+        /// The queue's limit, bytes.
+        max: usize,
+    },
+    /// The queue service failed, throttled, or could not be reached.
+    #[error("queue {operation} failed: {message}")]
+    Unavailable {
+        /// `send`, `receive` or `delete`.
+        operation: &'static str,
+        /// The service's or transport's description.
+        message: String,
+    },
+}
+
+/// The queue port. See the module docs.
+#[async_trait::async_trait]
+pub trait EventQueue: Send + Sync + std::fmt::Debug {
+    /// Sends one message; returns the queue's message id once the queue has durably accepted it.
+    ///
+    /// # Errors
+    /// [`QueueError::TooLarge`] before sending anything; [`QueueError::Unavailable`] when the
+    /// queue did not take it.
+    async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError>;
+
+    /// Receives up to `max` (1–10) visible messages, waiting at most the queue's configured wait.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    async fn receive(&self, max: u32) -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    /// Deletes a received message by its receipt handle.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
+
+    /// The largest message the queue accepts, bytes.
+    fn max_message_bytes(&self) -> usize;
+}

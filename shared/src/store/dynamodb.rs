@@ -1,0 +1,351 @@
+//! DynamoDB event store and entity store (the `webhook_events` table).
+//!
+//! Item per idempotency key: `pk` (S, `{source}#{event_id}`), `source`, `provider`, `event_id`,
+//! `event_type`, `status`, `received_at` (S); `attempts`, `lease_expires_at` (epoch ms),
+//! `updated_at` (epoch ms), `processed_at` (epoch ms), `expires_at` (N, epoch **seconds**: the
+//! table's TTL attribute); `body_sha256`, `last_error`, `outcome`, `payload` (S).
+//! Entities live in the same table under `pk = "@entity#{kind}#{id}"` (`@` never starts a
+//! source name) with `version` (N) and `state` (S, JSON).
+//!
+//! A claim is one `UpdateItem` whose condition is [`super::decide`]'s rule, with
+//! `ReturnValuesOnConditionCheckFailure = ALL_OLD` so a refused claim says why without a
+//! second read (DynamoDB docs, "UpdateItem", and Powertools' idempotency persistence layer).
+//! `UpdateItem` rather than `PutItem` so `attempts` counts across claims and the first
+//! `received_at` and payload are kept.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+};
+
+use super::{
+    ClaimOutcome, ClaimRequest, Entity, EntityStore, EventRecord, EventStore, Status, StoreError,
+    decide, truncate_error,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+const CLAIM_UPDATE: &str = "SET #src = :source, provider = :provider, event_id = :event_id, \
+    event_type = :event_type, #st = :in_progress, received_at = if_not_exists(received_at, :received_at), \
+    attempts = if_not_exists(attempts, :zero) + :one, lease_expires_at = :lease, updated_at = :now, \
+    body_sha256 = :sha, expires_at = :exp";
+const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now_s OR \
+    (body_sha256 = :sha AND (#st = :failed OR (#st = :in_progress AND (lease_expires_at < :now OR \
+    (attribute_not_exists(lease_expires_at) AND (attribute_not_exists(updated_at) OR updated_at < :stale_before))))))";
+const FINISH_CONDITION: &str = "#st = :in_progress AND attempts = :attempt";
+
+/// The DynamoDB store. Cheap to clone (the SDK client is shared).
+#[derive(Debug, Clone)]
+pub struct DynamoDbEventStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable<E: std::error::Error>(operation: &'static str, e: E) -> StoreError {
+    StoreError::Unavailable { operation, message: DisplayErrorContext(e).to_string() }
+}
+
+fn get_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn item_to_record(key: &str, item: &Item) -> Result<EventRecord, StoreError> {
+    let corrupt = |what| StoreError::Corrupt { key: key.to_owned(), what };
+    let status = get_s(item, "status").and_then(|v| Status::parse(&v)).ok_or(corrupt("unknown status"))?;
+    Ok(EventRecord {
+        key: key.to_owned(),
+        source: get_s(item, "source").unwrap_or_default(),
+        provider: get_s(item, "provider").unwrap_or_default(),
+        event_id: get_s(item, "event_id").unwrap_or_default(),
+        event_type: get_s(item, "event_type").unwrap_or_default(),
+        status,
+        attempts: get_n(item, "attempts").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        received_at: get_s(item, "received_at").unwrap_or_default(),
+        processed_at_ms: get_n(item, "processed_at"),
+        lease_expires_at_ms: get_n(item, "lease_expires_at"),
+        updated_at_ms: get_n(item, "updated_at"),
+        expires_at_s: get_n(item, "expires_at"),
+        body_sha256: get_s(item, "body_sha256").unwrap_or_default(),
+        last_error: get_s(item, "last_error"),
+        outcome: get_s(item, "outcome"),
+        payload: get_s(item, "payload"),
+    })
+}
+
+impl DynamoDbEventStore {
+    /// The store over table `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Creates the table (`pk` string hash key, on-demand) for local emulators and tests; in
+    /// AWS the SAM template creates it, with TTL on `expires_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], including when the table exists.
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let attr = AttributeDefinition::builder()
+            .attribute_name("pk")
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| unavailable("create_table", e))?;
+        let key = KeySchemaElement::builder()
+            .attribute_name("pk")
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|e| unavailable("create_table", e))?;
+        client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr)
+            .key_schema(key)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| unavailable("create_table", e))?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        attempt: u32,
+        update: &str,
+        mut values: Item,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        values.insert(":in_progress".into(), s(Status::InProgress.as_str()));
+        values.insert(":attempt".into(), n(attempt));
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression(update)
+            .condition_expression(FINISH_CONDITION)
+            .expression_attribute_names("#st", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let msg = DisplayErrorContext(&e).to_string();
+                match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(_) => {
+                        Err(StoreError::LeaseLost { key: key.to_owned() })
+                    }
+                    _ => Err(StoreError::Unavailable { operation: op, message: msg }),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for DynamoDbEventStore {
+    async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let mut values: Item = HashMap::from([
+            (":source".into(), s(&req.source)),
+            (":provider".into(), s(&req.provider)),
+            (":event_id".into(), s(&req.event_id)),
+            (":event_type".into(), s(&req.event_type)),
+            (":in_progress".into(), s(Status::InProgress.as_str())),
+            (":failed".into(), s(Status::Failed.as_str())),
+            (":received_at".into(), s(&req.received_at)),
+            (":zero".into(), n(0)),
+            (":one".into(), n(1)),
+            (":lease".into(), n(req.lease_expires_at_ms)),
+            (":now".into(), n(req.now_ms)),
+            (":now_s".into(), n(req.now_ms.div_euclid(1000))),
+            (":stale_before".into(), n(req.now_ms - req.stale_after_ms)),
+            (":sha".into(), s(&req.body_sha256)),
+            (":exp".into(), n(req.expires_at_s)),
+        ]);
+        let mut update = String::from(CLAIM_UPDATE);
+        let mut names = HashMap::from([("#st".to_owned(), "status".to_owned()), ("#src".to_owned(), "source".to_owned())]);
+        if let Some(p) = &req.payload {
+            update.push_str(", #pl = if_not_exists(#pl, :payload)");
+            names.insert("#pl".into(), "payload".into());
+            values.insert(":payload".into(), s(p));
+        }
+        update.push_str(" REMOVE processed_at");
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&req.key))
+            .update_expression(update)
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(out) => {
+                let attempts = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
+                Ok(ClaimOutcome::Claimed { attempts: attempts.clamp(1, u32::MAX as i64) as u32 })
+            }
+            Err(e) => {
+                let msg = DisplayErrorContext(&e).to_string();
+                match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => {
+                        let old = c.item.as_ref().map(|i| item_to_record(&req.key, i)).transpose()?;
+                        // The condition is decide()'s rule, so decide() names the reason. If the
+                        // clock moved between the write and here, treat it as held elsewhere.
+                        Ok(decide(old.as_ref(), req).unwrap_or(ClaimOutcome::InProgress {
+                            lease_expires_at_ms: old.and_then(|o| o.lease_expires_at_ms),
+                        }))
+                    }
+                    _ => Err(StoreError::Unavailable { operation: "claim", message: msg }),
+                }
+            }
+        }
+    }
+
+    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
+        let values = HashMap::from([
+            (":processed".into(), s(Status::Processed.as_str())),
+            (":now".into(), n(now_ms)),
+            (":outcome".into(), s(outcome)),
+        ]);
+        self.finish(
+            key,
+            attempt,
+            "SET #st = :processed, processed_at = :now, outcome = :outcome, updated_at = :now REMOVE lease_expires_at",
+            values,
+            "complete",
+        )
+        .await
+    }
+
+    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        let values = HashMap::from([
+            (":failed".into(), s(Status::Failed.as_str())),
+            (":now".into(), n(now_ms)),
+            (":error".into(), s(truncate_error(error))),
+        ]);
+        self.finish(
+            key,
+            attempt,
+            "SET #st = :failed, last_error = :error, updated_at = :now REMOVE lease_expires_at",
+            values,
+            "fail",
+        )
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get", e))?;
+        out.item.as_ref().map(|i| item_to_record(key, i)).transpose()
+    }
+
+    async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(&r.key)),
+            ("source".into(), s(&r.source)),
+            ("provider".into(), s(&r.provider)),
+            ("event_id".into(), s(&r.event_id)),
+            ("event_type".into(), s(&r.event_type)),
+            ("status".into(), s(r.status.as_str())),
+            ("attempts".into(), n(r.attempts)),
+            ("received_at".into(), s(&r.received_at)),
+            ("body_sha256".into(), s(&r.body_sha256)),
+        ]);
+        let opt_n = [
+            ("processed_at", r.processed_at_ms),
+            ("lease_expires_at", r.lease_expires_at_ms),
+            ("updated_at", r.updated_at_ms),
+            ("expires_at", r.expires_at_s),
+        ];
+        for (k, v) in opt_n {
+            if let Some(v) = v {
+                item.insert(k.into(), n(v));
+            }
+        }
+        for (k, v) in [("last_error", &r.last_error), ("outcome", &r.outcome), ("payload", &r.payload)] {
+            if let Some(v) = v {
+                item.insert(k.into(), s(v));
+            }
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable("put", e))?;
+        Ok(())
+    }
+}
+
+fn entity_key(kind: &str, id: &str) -> String {
+    format!("@entity#{kind}#{id}")
+}
+
+#[async_trait::async_trait]
+impl EntityStore for DynamoDbEventStore {
+    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(entity_key(kind, id)))
+            .item("version", n(version))
+            .item("state", s(state.to_string()))
+            .condition_expression("attribute_not_exists(pk) OR version < :v")
+            .expression_attribute_values(":v", n(version))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(e) => Err(unavailable("put_entity", e)),
+        }
+    }
+
+    async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError> {
+        let key = entity_key(kind, id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get_entity", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let version = get_n(&item, "version").ok_or(StoreError::Corrupt { key: key.clone(), what: "no version" })?;
+        let state = get_s(&item, "state")
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or(StoreError::Corrupt { key, what: "state is not JSON" })?;
+        Ok(Some(Entity { version, state }))
+    }
+}

@@ -1,0 +1,387 @@
+//! The event store: one record per `(source, event id)` that makes the worker idempotent.
+//!
+//! State machine of a record (key = the envelope's idempotency key):
+//!
+//! ```text
+//!  (none) ──claim──▶ IN_PROGRESS ──complete──▶ PROCESSED
+//!                       │   ▲                     │ (dedupe window over: expires_at passed)
+//!                   fail│   │claim (lease expired,└──claim──▶ IN_PROGRESS
+//!                       ▼   │ or FAILED)
+//!                     FAILED
+//! ```
+//!
+//! A claim succeeds ([`ClaimOutcome::Claimed`]) when there is no record, the record is
+//! `FAILED`, the record is `IN_PROGRESS` with a lease that has expired (or, for a record written
+//! without a lease, was last updated longer ago than the stale limit), or its `expires_at` (the
+//! dedupe window, epoch **seconds**) has passed. Otherwise it says why, from the record it found:
+//! [`ClaimOutcome::Duplicate`] (already `PROCESSED`), [`ClaimOutcome::InProgress`] (another
+//! worker holds a live lease) or [`ClaimOutcome::Conflict`] (same key, different body digest:
+//! the first payload stays authoritative). [`decide`] is that rule as a pure function; the
+//! SQLite store runs it in a transaction, the DynamoDB store as one conditional write whose
+//! condition is the same rule and whose `ALL_OLD` return value is classified with [`decide`].
+//!
+//! `complete` and `fail` only apply to the attempt that holds the claim (`IN_PROGRESS` with the
+//! same `attempts`); otherwise [`StoreError::LeaseLost`].
+//!
+//! Units: `*_ms` epoch milliseconds; `expires_at_s` epoch **seconds** (DynamoDB's TTL unit).
+//! Expiry is always checked in the claim, never left to TTL deletion, which runs days late.
+
+mod dynamodb;
+mod sqlite;
+
+use std::fmt;
+
+pub use dynamodb::DynamoDbEventStore;
+pub use sqlite::SqliteEventStore;
+
+/// Longest `last_error` kept, characters.
+pub const MAX_ERROR_CHARS: usize = 1_000;
+/// Largest payload copied into the record, bytes (DynamoDB items are limited to 400 KB).
+pub const MAX_STORED_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Status of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Claimed by a worker whose lease runs until `lease_expires_at_ms`.
+    InProgress,
+    /// The handler succeeded (or there was none); duplicates are acknowledged.
+    Processed,
+    /// The handler failed; the next delivery may claim it.
+    Failed,
+}
+
+impl Status {
+    /// `IN_PROGRESS`, `PROCESSED` or `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::Processed => "PROCESSED",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    /// Parses [`Status::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "IN_PROGRESS" => Some(Status::InProgress),
+            "PROCESSED" => Some(Status::Processed),
+            "FAILED" => Some(Status::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A claim attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The idempotency key (`{source}#{event_id}`).
+    pub key: String,
+    /// Source name.
+    pub source: String,
+    /// Provider name.
+    pub provider: String,
+    /// Provider's event id.
+    pub event_id: String,
+    /// Provider's event type.
+    pub event_type: String,
+    /// Hex SHA-256 of the raw body.
+    pub body_sha256: String,
+    /// When ingest received it, RFC 3339.
+    pub received_at: String,
+    /// The body, when it is text no larger than [`MAX_STORED_PAYLOAD_BYTES`].
+    pub payload: Option<String>,
+    /// Now, epoch ms.
+    pub now_ms: i64,
+    /// End of this claim's lease, epoch ms.
+    pub lease_expires_at_ms: i64,
+    /// End of the dedupe window (TTL), epoch **seconds**.
+    pub expires_at_s: i64,
+    /// A record `IN_PROGRESS` without a lease is stale once not updated for this long, ms.
+    pub stale_after_ms: i64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This worker holds the claim; `attempts` counts claims so far, this one included.
+    Claimed {
+        /// Claims of this key so far (1 for the first).
+        attempts: u32,
+    },
+    /// Already processed: acknowledge, run nothing.
+    Duplicate,
+    /// Another worker holds a live lease: retry later.
+    InProgress {
+        /// When that lease ends, epoch ms.
+        lease_expires_at_ms: Option<i64>,
+    },
+    /// Same key, different body: keep the first, run nothing.
+    Conflict {
+        /// The stored body's digest.
+        stored_sha256: String,
+    },
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Idempotency key.
+    pub key: String,
+    /// Source name.
+    pub source: String,
+    /// Provider name.
+    pub provider: String,
+    /// Provider's event id.
+    pub event_id: String,
+    /// Provider's event type.
+    pub event_type: String,
+    /// Current status.
+    pub status: Status,
+    /// Claims so far.
+    pub attempts: u32,
+    /// RFC 3339, first receipt.
+    pub received_at: String,
+    /// Epoch ms of completion.
+    pub processed_at_ms: Option<i64>,
+    /// Epoch ms the current lease ends.
+    pub lease_expires_at_ms: Option<i64>,
+    /// Epoch ms of the last write.
+    pub updated_at_ms: Option<i64>,
+    /// TTL, epoch **seconds**.
+    pub expires_at_s: Option<i64>,
+    /// Hex SHA-256 of the first body.
+    pub body_sha256: String,
+    /// Last handler error (truncated to [`MAX_ERROR_CHARS`]).
+    pub last_error: Option<String>,
+    /// `handled` or `ignored` (no handler registered) once processed.
+    pub outcome: Option<String>,
+    /// Stored body, if it fit.
+    pub payload: Option<String>,
+}
+
+/// Whether `req` may claim over `existing`: `None` means yes, otherwise the outcome that says
+/// why not. See the module docs for the rule.
+pub fn decide(existing: Option<&EventRecord>, req: &ClaimRequest) -> Option<ClaimOutcome> {
+    let Some(old) = existing else { return None };
+    if old.expires_at_s.is_some_and(|e| e < req.now_ms.div_euclid(1000)) {
+        return None;
+    }
+    if old.body_sha256 != req.body_sha256 {
+        return Some(ClaimOutcome::Conflict { stored_sha256: old.body_sha256.clone() });
+    }
+    match old.status {
+        Status::Failed => None,
+        Status::Processed => Some(ClaimOutcome::Duplicate),
+        Status::InProgress => {
+            let expired = match old.lease_expires_at_ms {
+                Some(lease) => lease < req.now_ms,
+                None => old.updated_at_ms.is_none_or(|u| u < req.now_ms - req.stale_after_ms),
+            };
+            if expired {
+                None
+            } else {
+                Some(ClaimOutcome::InProgress { lease_expires_at_ms: old.lease_expires_at_ms })
+            }
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed, throttled or could not be reached.
+    #[error("event store {operation} failed: {message}")]
+    Unavailable {
+        /// The operation (`claim`, `complete`, …).
+        operation: &'static str,
+        /// The service's description.
+        message: String,
+    },
+    /// `complete`/`fail` found the record no longer held by this attempt (its lease expired and
+    /// another worker claimed it).
+    #[error("claim on {key} was lost (lease expired and another attempt took over)")]
+    LeaseLost {
+        /// The idempotency key.
+        key: String,
+    },
+    /// A stored record does not have the expected shape.
+    #[error("stored record {key} is malformed: {what}")]
+    Corrupt {
+        /// The idempotency key.
+        key: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// The idempotency store port. See the module docs.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + fmt::Debug {
+    /// Tries to claim `req.key` (one conditional write).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; the caller reports the record for retry.
+    async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError>;
+
+    /// Marks the claim `attempt` of `key` `PROCESSED` with `outcome` at `now_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] if the claim is no longer this attempt's;
+    /// [`StoreError::Unavailable`].
+    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Marks the claim `attempt` of `key` `FAILED` with `error` (truncated) at `now_ms`.
+    ///
+    /// # Errors
+    /// As [`EventStore::complete`].
+    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Reads a record.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Writes a whole record unconditionally: for operators' tools (reset, import) and tests.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn put_record(&self, record: &EventRecord) -> Result<(), StoreError>;
+}
+
+/// A handler's per-entity state with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// The version the state was written at (the event's own time, epoch ms).
+    pub version: i64,
+    /// The state document.
+    pub state: serde_json::Value,
+}
+
+/// Per-entity state for handlers (an order, a repository), written newest-wins.
+///
+/// Providers do not deliver in order: a handler writes an entity with the event's own time as
+/// `version`, and an older event never overwrites newer state.
+#[async_trait::async_trait]
+pub trait EntityStore: Send + Sync + fmt::Debug {
+    /// Writes `state` for `(kind, id)` if no version is stored or the stored one is older than
+    /// `version`. Returns whether it wrote.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError>;
+
+    /// Reads `(kind, id)`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError>;
+}
+
+pub(crate) fn truncate_error(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(now_ms: i64) -> ClaimRequest {
+        ClaimRequest {
+            key: "s#e".into(),
+            source: "s".into(),
+            provider: "stripe".into(),
+            event_id: "e".into(),
+            event_type: "t".into(),
+            body_sha256: "aa".into(),
+            received_at: "r".into(),
+            payload: None,
+            now_ms,
+            lease_expires_at_ms: now_ms + 30_000,
+            expires_at_s: now_ms / 1000 + 86_400,
+            stale_after_ms: 900_000,
+        }
+    }
+
+    fn rec(status: Status) -> EventRecord {
+        EventRecord {
+            key: "s#e".into(),
+            source: "s".into(),
+            provider: "stripe".into(),
+            event_id: "e".into(),
+            event_type: "t".into(),
+            status,
+            attempts: 1,
+            received_at: "r".into(),
+            processed_at_ms: None,
+            lease_expires_at_ms: None,
+            updated_at_ms: None,
+            expires_at_s: None,
+            body_sha256: "aa".into(),
+            last_error: None,
+            outcome: None,
+            payload: None,
+        }
+    }
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn new_and_failed_records_are_claimable() {
+        assert_eq!(decide(None, &req(NOW)), None);
+        assert_eq!(decide(Some(&rec(Status::Failed)), &req(NOW)), None);
+    }
+
+    #[test]
+    fn processed_is_a_duplicate_until_the_dedupe_window_ends() {
+        let mut r = rec(Status::Processed);
+        assert_eq!(decide(Some(&r), &req(NOW)), Some(ClaimOutcome::Duplicate));
+        r.expires_at_s = Some(NOW / 1000);
+        assert_eq!(decide(Some(&r), &req(NOW)), Some(ClaimOutcome::Duplicate));
+        r.expires_at_s = Some(NOW / 1000 - 10);
+        assert_eq!(decide(Some(&r), &req(NOW)), None);
+    }
+
+    #[test]
+    fn in_progress_is_taken_over_only_after_its_lease() {
+        let mut r = rec(Status::InProgress);
+        r.lease_expires_at_ms = Some(NOW - 1_000);
+        assert_eq!(decide(Some(&r), &req(NOW)), None);
+        r.lease_expires_at_ms = Some(NOW + 60_000);
+        assert_eq!(
+            decide(Some(&r), &req(NOW)),
+            Some(ClaimOutcome::InProgress { lease_expires_at_ms: Some(NOW + 60_000) })
+        );
+        r.lease_expires_at_ms = Some(NOW);
+        assert!(decide(Some(&r), &req(NOW)).is_some(), "lease ending exactly now is still live");
+    }
+
+    #[test]
+    fn in_progress_without_lease_is_stale_only_after_the_limit() {
+        let mut r = rec(Status::InProgress);
+        r.updated_at_ms = Some(NOW - 1_000);
+        assert!(matches!(decide(Some(&r), &req(NOW)), Some(ClaimOutcome::InProgress { .. })));
+        r.updated_at_ms = Some(NOW - 900_001);
+        assert_eq!(decide(Some(&r), &req(NOW)), None);
+        r.updated_at_ms = None;
+        assert_eq!(decide(Some(&r), &req(NOW)), None);
+    }
+
+    #[test]
+    fn different_body_is_a_conflict_whatever_the_status() {
+        for s in [Status::Processed, Status::Failed, Status::InProgress] {
+            let mut r = rec(s);
+            r.body_sha256 = "bb".into();
+            assert_eq!(
+                decide(Some(&r), &req(NOW)),
+                Some(ClaimOutcome::Conflict { stored_sha256: "bb".into() })
+            );
+        }
+    }
+}

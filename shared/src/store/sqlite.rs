@@ -1,0 +1,251 @@
+//! SQLite event store and entity store, for the local pipeline (`doorbell dev`, `doorbell demo`).
+//!
+//! Tables: `webhook_events` (one row per idempotency key: `pk`, `source`, `provider`,
+//! `event_id`, `topic` (the event type), `payload`, `body_sha256`, `status`, `received_at`,
+//! `processed_at`, `attempts`, `lease_expires_at`, `updated_at`, `expires_at`, `last_error`,
+//! `outcome`) and `entities` (`kind`, `id`, `version`, `state`). A claim is one `IMMEDIATE`
+//! transaction that reads the row, applies [`super::decide`] and writes, so concurrent workers
+//! (threads or processes on the same file) serialise on it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    ClaimOutcome, ClaimRequest, Entity, EntityStore, EventRecord, EventStore, Status, StoreError,
+    decide, truncate_error,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS webhook_events (
+    pk               TEXT PRIMARY KEY,
+    source           TEXT NOT NULL,
+    provider         TEXT NOT NULL,
+    event_id         TEXT NOT NULL,
+    topic            TEXT NOT NULL,
+    payload          TEXT,
+    body_sha256      TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    received_at      TEXT NOT NULL,
+    processed_at     INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at INTEGER,
+    updated_at       INTEGER,
+    expires_at       INTEGER,
+    last_error       TEXT,
+    outcome          TEXT
+);
+CREATE TABLE IF NOT EXISTS entities (
+    kind    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state   TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+";
+
+const COLUMNS: &str = "pk, source, provider, event_id, topic, status, attempts, received_at, processed_at, lease_expires_at, updated_at, expires_at, body_sha256, last_error, outcome, payload";
+
+/// The SQLite store. Cloning shares the connection.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(operation: &'static str, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable { operation, message: e.to_string() }
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if it cannot be opened or migrated.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| unavailable("open", e))?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if SQLite cannot allocate it.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|e| unavailable("open", e))?;
+        Self::init(conn)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| unavailable("open", e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| unavailable("open", e))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // rusqlite rolls back an unfinished transaction on drop, so a poisoned lock is safe.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// All records, oldest key first (for the CLI's inspection).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub fn all(&self) -> Result<Vec<EventRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {COLUMNS} FROM webhook_events ORDER BY rowid"))
+            .map_err(|e| unavailable("scan", e))?;
+        let rows = stmt.query_map([], row_to_record).map_err(|e| unavailable("scan", e))?;
+        rows.map(|r| r.map_err(|e| unavailable("scan", e))?).collect()
+    }
+}
+
+type RowResult = Result<EventRecord, StoreError>;
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let key: String = row.get(0)?;
+    let status: String = row.get(5)?;
+    let Some(status) = Status::parse(&status) else {
+        return Ok(Err(StoreError::Corrupt { key, what: "unknown status" }));
+    };
+    Ok(Ok(EventRecord {
+        key,
+        source: row.get(1)?,
+        provider: row.get(2)?,
+        event_id: row.get(3)?,
+        event_type: row.get(4)?,
+        status,
+        attempts: row.get(6)?,
+        received_at: row.get(7)?,
+        processed_at_ms: row.get(8)?,
+        lease_expires_at_ms: row.get(9)?,
+        updated_at_ms: row.get(10)?,
+        expires_at_s: row.get(11)?,
+        body_sha256: row.get(12)?,
+        last_error: row.get(13)?,
+        outcome: row.get(14)?,
+        payload: row.get(15)?,
+    }))
+}
+
+fn read(conn: &Connection, key: &str) -> Result<Option<EventRecord>, StoreError> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM webhook_events WHERE pk = ?1"), [key], row_to_record)
+        .optional()
+        .map_err(|e| unavailable("get", e))?
+        .transpose()
+}
+
+fn finish(
+    conn: &Connection,
+    key: &str,
+    attempt: u32,
+    status: Status,
+    outcome: Option<&str>,
+    error: Option<&str>,
+    now_ms: i64,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let processed_at = (status == Status::Processed).then_some(now_ms);
+    let n = conn
+        .execute(
+            "UPDATE webhook_events SET status = ?1, processed_at = COALESCE(?2, processed_at),
+                 outcome = COALESCE(?3, outcome), last_error = COALESCE(?4, last_error),
+                 lease_expires_at = NULL, updated_at = ?5
+             WHERE pk = ?6 AND status = 'IN_PROGRESS' AND attempts = ?7",
+            params![status.as_str(), processed_at, outcome, error.map(truncate_error), now_ms, key, attempt],
+        )
+        .map_err(|e| unavailable(op, e))?;
+    if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost { key: key.to_owned() }) }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteEventStore {
+    async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| unavailable("claim", e))?;
+        let existing = read(&tx, &req.key)?;
+        if let Some(outcome) = decide(existing.as_ref(), req) {
+            return Ok(outcome);
+        }
+        let attempts = existing.as_ref().map_or(0, |r| r.attempts) + 1;
+        tx.execute(
+            "INSERT INTO webhook_events (pk, source, provider, event_id, topic, payload, body_sha256,
+                 status, received_at, attempts, lease_expires_at, updated_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'IN_PROGRESS', ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (pk) DO UPDATE SET status = 'IN_PROGRESS', attempts = excluded.attempts,
+                 topic = excluded.topic, body_sha256 = excluded.body_sha256,
+                 payload = COALESCE(webhook_events.payload, excluded.payload),
+                 lease_expires_at = excluded.lease_expires_at, updated_at = excluded.updated_at,
+                 expires_at = excluded.expires_at, processed_at = NULL",
+            params![
+                req.key, req.source, req.provider, req.event_id, req.event_type, req.payload,
+                req.body_sha256, req.received_at, attempts, req.lease_expires_at_ms, req.now_ms,
+                req.expires_at_s
+            ],
+        )
+        .map_err(|e| unavailable("claim", e))?;
+        tx.commit().map_err(|e| unavailable("claim", e))?;
+        Ok(ClaimOutcome::Claimed { attempts })
+    }
+
+    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
+        finish(&self.lock(), key, attempt, Status::Processed, Some(outcome), None, now_ms, "complete")
+    }
+
+    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        finish(&self.lock(), key, attempt, Status::Failed, None, Some(error), now_ms, "fail")
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
+        read(&self.lock(), key)
+    }
+
+    async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                &format!("INSERT OR REPLACE INTO webhook_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                params![
+                    r.key, r.source, r.provider, r.event_id, r.event_type, r.status.as_str(), r.attempts,
+                    r.received_at, r.processed_at_ms, r.lease_expires_at_ms, r.updated_at_ms, r.expires_at_s,
+                    r.body_sha256, r.last_error, r.outcome, r.payload
+                ],
+            )
+            .map_err(|e| unavailable("put", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EntityStore for SqliteEventStore {
+    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError> {
+        let n = self
+            .lock()
+            .execute(
+                "INSERT INTO entities (kind, id, version, state) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state
+                 WHERE excluded.version > entities.version",
+                params![kind, id, version, state.to_string()],
+            )
+            .map_err(|e| unavailable("put_entity", e))?;
+        Ok(n == 1)
+    }
+
+    async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .lock()
+            .query_row("SELECT version, state FROM entities WHERE kind = ?1 AND id = ?2", [kind, id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| unavailable("get_entity", e))?;
+        row.map(|(version, state)| {
+            serde_json::from_str(&state)
+                .map(|state| Entity { version, state })
+                .map_err(|_| StoreError::Corrupt { key: format!("{kind}#{id}"), what: "state is not JSON" })
+        })
+        .transpose()
+    }
+}

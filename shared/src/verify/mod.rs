@@ -1,0 +1,203 @@
+//! Webhook verification: one module per provider scheme, all behind [`Scheme`].
+//!
+//! Contract of every scheme:
+//! - the MAC is computed over the **exact raw body bytes** as received (after API Gateway's
+//!   base64 transport encoding is undone, never after JSON parsing or re-serialising);
+//! - every comparison is constant time over the full decoded length
+//!   ([`hmac::Mac::verify_slice`]); a signature of the wrong length, bad encoding, an unknown
+//!   prefix, an empty value or a header that appears twice where the scheme allows one fails closed;
+//! - the algorithm is fixed per scheme, never read from the request;
+//! - every configured secret is tried, and every signature the header carries is considered;
+//! - timestamps are compared with `now_s` (epoch **seconds**, injected) both ways against the
+//!   source's `tolerance_seconds`;
+//! - only after the signature verifies is the body read for the event id and type, with a
+//!   borrowing deserializer that skips every other field (no JSON tree is built).
+//!
+//! Adding a scheme: one file here implementing [`Scheme`], one [`Provider`] variant and one arm
+//! in [`scheme_for`].
+
+pub mod github;
+mod json;
+pub mod stripe;
+
+use http::HeaderMap;
+
+use crate::config::{Provider, SourceConfig};
+
+/// Longest event id accepted, bytes; keeps idempotency keys well inside DynamoDB's key limit.
+pub const MAX_EVENT_ID_BYTES: usize = 512;
+
+/// What a scheme needs from the HTTP request.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    /// Request headers (case-insensitive lookup).
+    pub headers: &'a HeaderMap,
+    /// The raw body bytes, exactly as the provider sent them.
+    pub body: &'a [u8],
+}
+
+/// A verified delivery: what the envelope and the event store need to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The provider's id for the event (Stripe `evt_…`, GitHub `X-GitHub-Delivery`).
+    pub event_id: String,
+    /// The provider's event type (`payment_intent.succeeded`, `push`, `pull_request.opened`).
+    pub event_type: String,
+    /// When the provider says the event happened, epoch **milliseconds**, if it says.
+    pub occurred_at_ms: Option<i64>,
+    /// A provider-side namespace that, with the source and event id, makes the idempotency key
+    /// (GitHub's `X-GitHub-Hook-ID`: one delivery GUID reaches every hook of an event).
+    pub dedupe_scope: Option<String>,
+    /// The few request headers the worker's handlers need, lower-case names.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Why a delivery was not accepted. Messages name headers and reasons, never secrets or
+/// signature values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A header the scheme requires is absent or empty.
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    /// A header the scheme allows once appears more than once.
+    #[error("header {0} appears more than once")]
+    DuplicateHeader(&'static str),
+    /// A header does not have the scheme's syntax.
+    #[error("malformed header {0}")]
+    MalformedHeader(&'static str),
+    /// The signed timestamp is further from now than the tolerance.
+    #[error("timestamp outside tolerance ({skew_seconds} s from now)")]
+    TimestampOutsideTolerance {
+        /// now − timestamp, **seconds** (positive: in the past).
+        skew_seconds: i64,
+    },
+    /// No signature matched any configured secret.
+    #[error("no signature matches")]
+    SignatureMismatch,
+    /// Verified, but the event id or type could not be found (or is too long).
+    #[error("verified, but no event id: {0}")]
+    NoEventId(&'static str),
+}
+
+impl VerifyError {
+    /// True when the signature itself was accepted (the request is authentic but unusable):
+    /// such requests answer 400, all others 401.
+    pub fn is_authentic(&self) -> bool {
+        matches!(self, VerifyError::NoEventId(_))
+    }
+
+    /// A short stable reason code for logs and metrics (`missing_header`, `bad_signature`, …).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::DuplicateHeader(_) => "duplicate_header",
+            VerifyError::MalformedHeader(_) => "malformed_header",
+            VerifyError::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
+            VerifyError::SignatureMismatch => "bad_signature",
+            VerifyError::NoEventId(_) => "no_event_id",
+        }
+    }
+}
+
+/// A provider's verification scheme.
+pub trait Scheme: Send + Sync {
+    /// Verifies `req` against `source`'s secrets at `now_s` (epoch **seconds**) and reads the
+    /// event id and type.
+    ///
+    /// # Errors
+    /// A [`VerifyError`] naming the first check that failed.
+    fn verify_at(
+        &self,
+        req: &WebhookRequest<'_>,
+        source: &SourceConfig,
+        now_s: i64,
+    ) -> Result<Verified, VerifyError>;
+}
+
+/// The scheme for `provider`.
+pub fn scheme_for(provider: Provider) -> &'static dyn Scheme {
+    match provider {
+        Provider::Stripe => &stripe::Stripe,
+        Provider::Github => &github::GitHub,
+    }
+}
+
+/// Verifies `req` with `source`'s scheme at `now_s` (epoch **seconds**).
+///
+/// # Errors
+/// See [`Scheme::verify_at`].
+pub fn verify_at(
+    req: &WebhookRequest<'_>,
+    source: &SourceConfig,
+    now_s: i64,
+) -> Result<Verified, VerifyError> {
+    scheme_for(source.provider).verify_at(req, source, now_s)
+}
+
+/// The one value of header `name`.
+///
+/// # Errors
+/// [`VerifyError::MissingHeader`] if absent or empty, [`VerifyError::DuplicateHeader`] if it
+/// appears twice, [`VerifyError::MalformedHeader`] if it is not visible ASCII.
+pub(crate) fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<&'h str, VerifyError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next().ok_or(VerifyError::MissingHeader(name))?;
+    if values.next().is_some() {
+        return Err(VerifyError::DuplicateHeader(name));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| VerifyError::MalformedHeader(name))?
+        .trim();
+    if value.is_empty() {
+        return Err(VerifyError::MissingHeader(name));
+    }
+    Ok(value)
+}
+
+/// Like [`single_header`], but absence is not an error.
+pub(crate) fn optional_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, VerifyError> {
+    match single_header(headers, name) {
+        Ok(v) => Ok(Some(v)),
+        Err(VerifyError::MissingHeader(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks an event id's length and returns it owned.
+pub(crate) fn event_id(id: &str) -> Result<String, VerifyError> {
+    if id.is_empty() {
+        return Err(VerifyError::NoEventId("empty event id"));
+    }
+    if id.len() > MAX_EVENT_ID_BYTES {
+        return Err(VerifyError::NoEventId("event id longer than 512 bytes"));
+    }
+    Ok(id.to_owned())
+}
+
+/// Checks `|now_s - timestamp_s| <= tolerance_s` (all **seconds**).
+pub(crate) fn check_tolerance(
+    timestamp_s: i64,
+    now_s: i64,
+    tolerance_s: u64,
+) -> Result<(), VerifyError> {
+    let skew = now_s.saturating_sub(timestamp_s);
+    if skew.unsigned_abs() > tolerance_s {
+        return Err(VerifyError::TimestampOutsideTolerance { skew_seconds: skew });
+    }
+    Ok(())
+}
+
+/// Parses a decimal epoch-seconds timestamp: ASCII digits only, at most 12 of them.
+pub(crate) fn parse_timestamp(s: &str, header: &'static str) -> Result<i64, VerifyError> {
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::MalformedHeader(header));
+    }
+    s.parse().map_err(|_| VerifyError::MalformedHeader(header))
+}
