@@ -1,1 +1,161 @@
+//! # doorbell-ingest
+//!
+//! The ingest function: `POST /webhooks/{source}` → verify → enqueue → answer.
+//!
+//! Contract (one request):
+//!
+//! | case | status | body | enqueued |
+//! |---|---|---|---|
+//! | verified and enqueued | 200 | `{"received":true,"id":"<event id>"}` | yes |
+//! | unknown source | 404 | `{"error":"unknown source"}` | no |
+//! | body over the source's `max_body_bytes`, or envelope over the queue's limit | 413 | `{"error":"payload too large"}` | no |
+//! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
+//! | verified, but no event id or type can be read | 400 | `{"error":"no event id"}` | no |
+//! | the queue did not take it (error, throttling, unreachable) | 503 | `{"error":"queue unavailable"}` | no |
+//!
+//! A 2xx is only ever sent after [`doorbell::queue::EventQueue::send`] returned, i.e. after the
+//! queue durably accepted the envelope; a provider that gets a 5xx retries. The reason for a 401
+//! goes to the log (`reason` field, plus `metric = "SignatureRejected"`), never to the caller.
+//! The body is verified and enqueued as the exact bytes received: API Gateway's base64
+//! transport encoding (`isBase64Encoded`) is undone by `lambda_http` before this code runs, and
+//! nothing parses and re-serialises the body. Ingest does no database work.
+//!
+//! The same [`app`] runs under `lambda_http::run` in Lambda (REST v1, HTTP API v2 and function
+//! URL events) and under a local HTTP server in `doorbell dev`. Both `/webhooks/{source}` and
+//! `/{stage}/webhooks/{source}` route, so a REST API stage prefix (`/Prod/…`) does not 404.
 
+pub mod config;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use doorbell::clock::Clock;
+use doorbell::envelope::Envelope;
+use doorbell::queue::{EventQueue, OutgoingMessage, QueueError};
+use doorbell::verify::{WebhookRequest, verify_at};
+use doorbell::{SourceConfig, Sources};
+use lambda_http::RequestExt;
+use serde_json::json;
+
+/// What the app needs: the sources, the queue, and a clock.
+#[derive(Debug, Clone)]
+pub struct IngestState {
+    /// Configured sources (endpoints and secrets).
+    pub sources: Arc<Sources>,
+    /// Where envelopes go.
+    pub queue: Arc<dyn EventQueue>,
+    /// Time for timestamp tolerance and `received_at`.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The ingest HTTP app. See the crate docs for the contract.
+pub fn app(state: IngestState) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(receive))
+        .route("/{stage}/webhooks/{source}", post(receive))
+        .with_state(state)
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn source_name(req: &Request, path: &std::collections::HashMap<String, String>) -> Option<String> {
+    // API Gateway's own path parameter wins over the path (which may carry a stage).
+    req.path_parameters_ref()
+        .and_then(|p| p.first("source"))
+        .map(str::to_owned)
+        .or_else(|| path.get("source").cloned())
+}
+
+async fn receive(
+    State(state): State<IngestState>,
+    Path(path): Path<std::collections::HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let Some(name) = source_name(&req, &path) else {
+        return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
+    };
+    let Some(source) = state.sources.get(&name) else {
+        tracing::info!(source = %name, outcome = "unknown_source", "rejected");
+        return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
+    };
+    let (parts, body) = req.into_parts();
+    match read_body(&parts.headers, body, source.max_body_bytes).await {
+        Ok(bytes) => ingest(&state, source, &parts.headers, &bytes).await,
+        Err(status) => {
+            tracing::info!(source = %name, outcome = "body_rejected", status = status.as_u16(), "rejected");
+            let msg = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload too large" } else { "unreadable body" };
+            reply(status, json!({"error": msg}))
+        }
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, StatusCode> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }
+    })
+}
+
+/// Verifies and enqueues one delivery whose body has been read.
+async fn ingest(state: &IngestState, source: &SourceConfig, headers: &HeaderMap, body: &[u8]) -> Response {
+    let now_ms = state.clock.now_ms();
+    let verified = match verify_at(&WebhookRequest { headers, body }, source, now_ms.div_euclid(1000)) {
+        Ok(v) => v,
+        Err(e) if e.is_authentic() => {
+            tracing::warn!(source = %source.name, provider = %source.provider, outcome = "no_event_id", reason = %e, "rejected");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": "no event id"}));
+        }
+        Err(e) => {
+            tracing::warn!(
+                source = %source.name, provider = %source.provider, outcome = "signature_rejected",
+                reason = e.reason(), detail = %e, metric = "SignatureRejected", "rejected"
+            );
+            return reply(StatusCode::UNAUTHORIZED, json!({"error": "invalid signature"}));
+        }
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let envelope = Envelope::new(source, verified, body, content_type, now_ms);
+    let message = OutgoingMessage {
+        body: envelope.to_json(),
+        attributes: vec![("source", envelope.source.clone()), ("event_type", envelope.event_type.clone())],
+        group_id: None,
+        deduplication_id: None,
+    };
+    match state.queue.send(message).await {
+        Ok(message_id) => {
+            tracing::info!(
+                source = %envelope.source, event_id = %envelope.event_id, event_type = %envelope.event_type,
+                message_id = %message_id, outcome = "enqueued", "received"
+            );
+            reply(StatusCode::OK, json!({"received": true, "id": envelope.event_id}))
+        }
+        Err(e @ QueueError::TooLarge { .. }) => {
+            tracing::error!(source = %envelope.source, event_id = %envelope.event_id, outcome = "too_large", error = %e, "not enqueued");
+            reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "payload too large"}))
+        }
+        Err(e) => {
+            tracing::error!(
+                source = %envelope.source, event_id = %envelope.event_id, outcome = "queue_unavailable",
+                error = %e, metric = "EnqueueFailed", "not enqueued"
+            );
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "queue unavailable"}));
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            r
+        }
+    }
+}

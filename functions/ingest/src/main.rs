@@ -1,1 +1,28 @@
-fn main() {}
+//! Lambda entry point: wiring only. See the library for the contract.
+
+use std::sync::Arc;
+
+use doorbell::SystemClock;
+use doorbell::queue::SqsQueue;
+use doorbell_ingest::config::IngestConfig;
+use doorbell_ingest::{IngestState, app};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = IngestConfig::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url)
+        .with_max_message_bytes(config.max_message_bytes);
+    let state = IngestState {
+        sources: Arc::new(config.sources),
+        queue: Arc::new(queue),
+        clock: Arc::new(SystemClock),
+    };
+    lambda_http::run(app(state)).await
+}

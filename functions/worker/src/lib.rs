@@ -1,1 +1,252 @@
+//! # doorbell-worker
+//!
+//! The worker function: an SQS batch in, a partial batch response out.
+//!
+//! Contract, per record (records run concurrently, up to [`WorkerConfig::max_concurrency`]):
+//!
+//! 1. parse the envelope ([`doorbell::Envelope::parse`], digest checked); a message that is not
+//!    an envelope is reported as failed, so after `maxReceiveCount` receives SQS moves it to the
+//!    dead-letter queue;
+//! 2. claim its idempotency key in the event store, with a lease that ends when this invocation
+//!    must end (the Lambda deadline), clamped to [`WorkerConfig::lease_floor_ms`] and
+//!    [`WorkerConfig::lease_ceiling_ms`];
+//!    - already `PROCESSED` → acknowledged, nothing runs (a duplicate delivery);
+//!    - held by a live lease elsewhere → reported, SQS delivers it again later;
+//!    - same key, different body → logged as a conflict, acknowledged, nothing runs;
+//!    - store unavailable → reported;
+//! 3. run the handler registered for `(source, event type)`; none → `PROCESSED`, outcome
+//!    `ignored`;
+//! 4. handler `Ok` → `PROCESSED`; `Retry`/`Reject`/panic → `FAILED` with the reason, reported.
+//!
+//! The response is `{"batchItemFailures":[{"itemIdentifier":"<messageId>"}…]}` (the SQS event
+//! source mapping needs `FunctionResponseTypes: [ReportBatchItemFailures]`). One bad record
+//! never fails the batch: the function itself never returns an error for a record's sake.
+//!
+//! [`poller`] does what Lambda's SQS event source mapping does (receive, invoke, delete the
+//! records not reported), for the local pipeline and the integration tests.
 
+pub mod config;
+pub mod handlers;
+pub mod poller;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use doorbell::clock::Clock;
+use doorbell::envelope::Envelope;
+use doorbell::handler::{Event, HandlerOutcome, HandlerRegistry};
+use doorbell::store::{ClaimOutcome, ClaimRequest, EventStore, MAX_STORED_PAYLOAD_BYTES};
+use futures::{FutureExt, StreamExt};
+
+/// Worker tuning.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Records processed at once.
+    pub max_concurrency: usize,
+    /// Shortest lease, **milliseconds** (even when the deadline is closer).
+    pub lease_floor_ms: i64,
+    /// Longest lease, **milliseconds**; keep it at most the queue's visibility timeout.
+    pub lease_ceiling_ms: i64,
+    /// How long a processed event is remembered (the TTL), **seconds**; longer than every
+    /// provider's retry window (Stripe retries for up to 3 days).
+    pub dedupe_window_s: i64,
+    /// An `IN_PROGRESS` record written without a lease is stale after this long, **ms**.
+    pub stale_after_ms: i64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 10,
+            lease_floor_ms: 5_000,
+            lease_ceiling_ms: 900_000,
+            dedupe_window_s: 7 * 24 * 3600,
+            stale_after_ms: 900_000,
+        }
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Claimed and its handler succeeded.
+    Processed,
+    /// Claimed; no handler for its type.
+    Ignored,
+    /// Already processed: acknowledged without running anything.
+    Duplicate,
+    /// Another attempt holds a live lease: reported for retry.
+    InProgressElsewhere,
+    /// Same key, different body: acknowledged, not run.
+    Conflict,
+    /// The handler failed (or panicked): `FAILED`, reported.
+    HandlerFailed(String),
+    /// Not an envelope: reported (ends in the dead-letter queue).
+    BadEnvelope(String),
+    /// The event store failed: reported.
+    StoreFailed(String),
+}
+
+impl RecordOutcome {
+    /// True when the record is returned in `batchItemFailures`.
+    pub fn is_reported(&self) -> bool {
+        matches!(
+            self,
+            RecordOutcome::InProgressElsewhere
+                | RecordOutcome::HandlerFailed(_)
+                | RecordOutcome::BadEnvelope(_)
+                | RecordOutcome::StoreFailed(_)
+        )
+    }
+
+    /// A short name for logs: `processed`, `ignored`, `duplicate`, …
+    pub fn name(&self) -> &'static str {
+        match self {
+            RecordOutcome::Processed => "processed",
+            RecordOutcome::Ignored => "ignored",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::InProgressElsewhere => "in_progress_elsewhere",
+            RecordOutcome::Conflict => "conflict",
+            RecordOutcome::HandlerFailed(_) => "handler_failed",
+            RecordOutcome::BadEnvelope(_) => "bad_envelope",
+            RecordOutcome::StoreFailed(_) => "store_failed",
+        }
+    }
+}
+
+/// One record's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordReport {
+    /// The SQS message id.
+    pub message_id: String,
+    /// The envelope's idempotency key, when it parsed.
+    pub idempotency_key: Option<String>,
+    /// The envelope's event id, when it parsed.
+    pub event_id: Option<String>,
+    /// What happened.
+    pub outcome: RecordOutcome,
+}
+
+/// The worker: an event store, handlers, a clock.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    store: Arc<dyn EventStore>,
+    handlers: HandlerRegistry,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker.
+    pub fn new(store: Arc<dyn EventStore>, handlers: HandlerRegistry, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
+        Self { store, handlers, clock, config }
+    }
+
+    /// Processes a batch; `deadline_ms` is when the invocation must end (epoch ms; Lambda's
+    /// context deadline), `None` when there is none.
+    pub async fn handle(&self, event: SqsEvent, deadline_ms: Option<i64>) -> SqsBatchResponse {
+        self.handle_detailed(event, deadline_ms).await.0
+    }
+
+    /// Like [`Worker::handle`], also returning each record's report, in record order.
+    pub async fn handle_detailed(&self, event: SqsEvent, deadline_ms: Option<i64>) -> (SqsBatchResponse, Vec<RecordReport>) {
+        let reports: Vec<RecordReport> = futures::stream::iter(event.records.iter())
+            .map(|r| self.process(r, deadline_ms))
+            .buffered(self.config.max_concurrency.max(1))
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for r in &reports {
+            tracing::info!(
+                message_id = %r.message_id, idempotency_key = r.idempotency_key.as_deref().unwrap_or(""),
+                event_id = r.event_id.as_deref().unwrap_or(""), outcome = r.outcome.name(), "record"
+            );
+            if r.outcome.is_reported() {
+                response.add_failure(r.message_id.clone());
+            }
+        }
+        (response, reports)
+    }
+
+    fn lease_expires_at(&self, now_ms: i64, deadline_ms: Option<i64>) -> i64 {
+        let remaining = deadline_ms.map_or(self.config.lease_ceiling_ms, |d| d - now_ms);
+        now_ms + remaining.clamp(self.config.lease_floor_ms, self.config.lease_ceiling_ms.max(self.config.lease_floor_ms))
+    }
+
+    async fn process(&self, record: &SqsMessage, deadline_ms: Option<i64>) -> RecordReport {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let mut report = RecordReport { message_id, idempotency_key: None, event_id: None, outcome: RecordOutcome::Processed };
+        let envelope = match Envelope::parse(record.body.as_deref().unwrap_or("")) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(message_id = %report.message_id, error = %e, "unparseable message");
+                report.outcome = RecordOutcome::BadEnvelope(e.to_string());
+                return report;
+            }
+        };
+        report.idempotency_key = Some(envelope.idempotency_key.clone());
+        report.event_id = Some(envelope.event_id.clone());
+        report.outcome = self.run(&envelope, deadline_ms).await;
+        report
+    }
+
+    async fn run(&self, envelope: &Envelope, deadline_ms: Option<i64>) -> RecordOutcome {
+        // Envelope::parse checked the body, so this cannot fail here.
+        let Ok(body) = envelope.body_bytes() else {
+            return RecordOutcome::BadEnvelope("undecodable body".into());
+        };
+        let now_ms = self.clock.now_ms();
+        let payload = envelope.body.as_ref().filter(|b| b.len() <= MAX_STORED_PAYLOAD_BYTES).cloned();
+        let claim = ClaimRequest {
+            key: envelope.idempotency_key.clone(),
+            source: envelope.source.clone(),
+            provider: envelope.provider.clone(),
+            event_id: envelope.event_id.clone(),
+            event_type: envelope.event_type.clone(),
+            body_sha256: envelope.body_sha256.clone(),
+            received_at: envelope.received_at.clone(),
+            payload,
+            now_ms,
+            lease_expires_at_ms: self.lease_expires_at(now_ms, deadline_ms),
+            expires_at_s: now_ms.div_euclid(1000) + self.config.dedupe_window_s,
+            stale_after_ms: self.config.stale_after_ms,
+        };
+        let attempt = match self.store.claim(&claim).await {
+            Ok(ClaimOutcome::Claimed { attempts }) => attempts,
+            Ok(ClaimOutcome::Duplicate) => return RecordOutcome::Duplicate,
+            Ok(ClaimOutcome::InProgress { .. }) => return RecordOutcome::InProgressElsewhere,
+            Ok(ClaimOutcome::Conflict { stored_sha256 }) => {
+                tracing::warn!(
+                    idempotency_key = %claim.key, stored_sha256 = %stored_sha256, body_sha256 = %claim.body_sha256,
+                    metric = "IdempotencyConflict", "same event id with a different body; first kept"
+                );
+                return RecordOutcome::Conflict;
+            }
+            Err(e) => return RecordOutcome::StoreFailed(e.to_string()),
+        };
+
+        let (result, outcome_name) = match self.handlers.get(&envelope.source, &envelope.event_type) {
+            None => (HandlerOutcome::Ok, "ignored"),
+            Some(handler) => {
+                let event = Event { envelope, body: &body };
+                let r = AssertUnwindSafe(handler.handle(&event)).catch_unwind().await;
+                (r.unwrap_or_else(|_| HandlerOutcome::Retry("handler panicked".into())), "handled")
+            }
+        };
+        let done_ms = self.clock.now_ms();
+        match result {
+            HandlerOutcome::Ok => match self.store.complete(&claim.key, attempt, outcome_name, done_ms).await {
+                Ok(()) if outcome_name == "ignored" => RecordOutcome::Ignored,
+                Ok(()) => RecordOutcome::Processed,
+                Err(e) => RecordOutcome::StoreFailed(e.to_string()),
+            },
+            HandlerOutcome::Retry(reason) | HandlerOutcome::Reject(reason) => {
+                if let Err(e) = self.store.fail(&claim.key, attempt, &reason, done_ms).await {
+                    tracing::error!(idempotency_key = %claim.key, error = %e, "could not record the failure");
+                }
+                RecordOutcome::HandlerFailed(reason)
+            }
+        }
+    }
+}

@@ -1,1 +1,30 @@
-fn main() {}
+//! Lambda entry point: wiring only. See the library for the contract.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use doorbell::SystemClock;
+use doorbell::store::DynamoDbEventStore;
+use doorbell_worker::config::WorkerSettings;
+use doorbell_worker::{Worker, handlers};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+    let settings = WorkerSettings::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let store = Arc::new(DynamoDbEventStore::new(aws_sdk_dynamodb::Client::new(&aws), settings.table));
+    let registry = handlers::default_registry(settings.sources.iter().map(|(n, p)| (n.as_str(), *p)), store.clone());
+    let worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker);
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = i64::try_from(event.context.deadline).ok();
+        Ok::<SqsBatchResponse, Error>(worker.handle(event.payload, deadline).await)
+    }))
+    .await
+}

@@ -1,0 +1,103 @@
+//! The worker function's settings, from its environment (set by the SAM template).
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `DOORBELL_TABLE` | the `webhook_events` table name (required) |
+//! | `DOORBELL_SOURCES` | sources as JSON: the worker reads only `name` and `provider` (optional; without it no handler is registered and every event is `ignored`) |
+//! | `DOORBELL_MAX_CONCURRENCY` | records processed at once; default 10 |
+//! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days) |
+
+use doorbell::Provider;
+use serde::Deserialize;
+
+use crate::WorkerConfig;
+
+/// Worker settings.
+#[derive(Debug)]
+pub struct WorkerSettings {
+    /// Table name.
+    pub table: String,
+    /// `(source name, provider)` pairs, for handler registration.
+    pub sources: Vec<(String, Provider)>,
+    /// Tuning.
+    pub worker: WorkerConfig,
+}
+
+/// A missing or invalid setting; names the variable, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    /// A variable does not parse.
+    #[error("environment variable {0} is not valid")]
+    Invalid(&'static str),
+}
+
+#[derive(Deserialize)]
+struct SourcesDoc {
+    sources: Vec<SourceName>,
+}
+
+#[derive(Deserialize)]
+struct SourceName {
+    name: String,
+    provider: Provider,
+}
+
+impl WorkerSettings {
+    /// Reads the settings through `var`.
+    ///
+    /// # Errors
+    /// [`WorkerConfigError`] naming the variable.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
+        let table = var("DOORBELL_TABLE").ok_or(WorkerConfigError::Missing("DOORBELL_TABLE"))?;
+        let sources = match var("DOORBELL_SOURCES") {
+            Some(json) => serde_json::from_str::<SourcesDoc>(&json)
+                .map_err(|_| WorkerConfigError::Invalid("DOORBELL_SOURCES"))?
+                .sources
+                .into_iter()
+                .map(|s| (s.name, s.provider))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut worker = WorkerConfig::default();
+        if let Some(v) = var("DOORBELL_MAX_CONCURRENCY") {
+            worker.max_concurrency = v.parse().map_err(|_| WorkerConfigError::Invalid("DOORBELL_MAX_CONCURRENCY"))?;
+        }
+        if let Some(v) = var("DOORBELL_DEDUPE_WINDOW_SECONDS") {
+            worker.dedupe_window_s = v.parse().map_err(|_| WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS"))?;
+        }
+        Ok(Self { table, sources, worker })
+    }
+
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// As [`WorkerSettings::from_lookup`].
+    pub fn from_env() -> Result<Self, WorkerConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_table_sources_and_tuning() {
+        let s = WorkerSettings::from_lookup(|k| match k {
+            "DOORBELL_TABLE" => Some("t".into()),
+            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"pay","provider":"stripe","secrets":["x"]}]}"#.into()),
+            "DOORBELL_MAX_CONCURRENCY" => Some("4".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.sources, vec![("pay".to_owned(), Provider::Stripe)]);
+        assert_eq!(s.worker.max_concurrency, 4);
+        assert_eq!(
+            WorkerSettings::from_lookup(|_| None).unwrap_err().to_string(),
+            "environment variable DOORBELL_TABLE is not set"
+        );
+    }
+}
