@@ -151,8 +151,8 @@ impl Worker {
 
     /// Like [`Worker::handle`], also returning each record's report, in record order.
     pub async fn handle_detailed(&self, event: SqsEvent, deadline_ms: Option<i64>) -> (SqsBatchResponse, Vec<RecordReport>) {
-        let reports: Vec<RecordReport> = futures::stream::iter(event.records.iter())
-            .map(|r| self.process(r, deadline_ms))
+        let pending: Vec<_> = event.records.iter().map(|r| self.process(r, deadline_ms)).collect();
+        let reports: Vec<RecordReport> = futures::stream::iter(pending)
             .buffered(self.config.max_concurrency.max(1))
             .collect()
             .await;

@@ -1,0 +1,115 @@
+//! `doorbell dev`: the pipeline served on a loopback address until stopped.
+//!
+//! Ingest listens on `--listen` (default `127.0.0.1:3000`), `POST /webhooks/{source}`. A poller
+//! drains the queue into the worker continuously, logging each record's outcome. Locally the
+//! queue is in-process (visibility timeout, receive count, redrive to a dead-letter queue) and
+//! the event store is SQLite; with `--queue-url` and `--table` the SQS and DynamoDB adapters
+//! are used instead, with the SDK's usual configuration (`AWS_ENDPOINT_URL` for an emulator).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use doorbell::clock::{Clock, SystemClock};
+use doorbell::queue::{EventQueue, MemoryQueue, MemoryQueueConfig, SqsQueue};
+use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore, SqliteEventStore};
+use doorbell::Sources;
+use doorbell_worker::WorkerConfig;
+use doorbell_worker::poller::EventSource;
+
+use crate::pipeline::Pipeline;
+use crate::samples;
+
+/// Options of `doorbell dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Sources document (JSON, see the README); default: `stripe` and `github` with the dev secrets.
+    #[arg(long, env = "DOORBELL_SOURCES_FILE")]
+    pub sources: Option<PathBuf>,
+    /// SQLite database file for the local event store.
+    #[arg(long, default_value = "doorbell-dev.db")]
+    pub db: PathBuf,
+    /// Visibility timeout of the local queue, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub visibility_timeout: u32,
+    /// maxReceiveCount of the local queue's redrive policy.
+    #[arg(long, default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// Use this SQS queue instead of the in-process one.
+    #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
+    pub queue_url: Option<String>,
+    /// Use this DynamoDB table instead of SQLite.
+    #[arg(long, env = "DOORBELL_TABLE", requires = "queue_url")]
+    pub table: Option<String>,
+}
+
+/// Runs until Ctrl-C.
+///
+/// # Errors
+/// Configuration, bind or store errors.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let sources_json = match &args.sources {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => samples::dev_sources_json(),
+    };
+    let sources = Sources::from_json(&sources_json)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (queue, store, entities, arn, dlq): (Arc<dyn EventQueue>, Arc<dyn EventStore>, Arc<dyn EntityStore>, String, Option<Arc<MemoryQueue>>) =
+        match (&args.queue_url, &args.table) {
+            (Some(url), Some(table)) => {
+                let aws = aws_config::load_from_env().await;
+                let store = Arc::new(DynamoDbEventStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+                let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+                (queue, store.clone(), store, url.clone(), None)
+            }
+            _ => {
+                let cfg = MemoryQueueConfig {
+                    visibility_timeout_ms: i64::from(args.visibility_timeout) * 1000,
+                    max_receive_count: args.max_receive_count,
+                    ..Default::default()
+                };
+                let dlq = Arc::new(MemoryQueue::new("doorbell-dev-dlq", cfg.clone(), clock.clone()));
+                let queue = Arc::new(MemoryQueue::new("doorbell-dev-events", cfg, clock.clone()).with_dead_letter_queue(dlq.clone()));
+                let store = Arc::new(SqliteEventStore::open(&args.db)?);
+                let arn = queue.arn();
+                (queue, store.clone(), store, arn, Some(dlq))
+            }
+        };
+    let names: Vec<String> = sources.iter().map(|s| format!("{} ({})", s.name, s.provider)).collect();
+    let pipeline = Pipeline::new(sources, queue, store, entities, clock, EventSource { arn, region: "local".into(), batch_size: 10 }, WorkerConfig::default());
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, sources = ?names, "doorbell dev: POST http://{}/webhooks/{{source}}", args.listen);
+
+    let poller = pipeline.clone();
+    tokio::spawn(async move {
+        let mut dead = 0;
+        loop {
+            match poller.poll_once().await {
+                Ok(reports) if reports.is_empty() => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "poll failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            if let Some(d) = &dlq
+                && d.len() > dead
+            {
+                dead = d.len();
+                tracing::warn!(dead_letter_queue = dead, "message moved to the dead-letter queue");
+            }
+        }
+    });
+    axum::serve(listener, pipeline.router.clone())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

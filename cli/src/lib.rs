@@ -1,0 +1,10 @@
+//! # doorbell-cli
+//!
+//! The `doorbell` command's library: the local pipeline ([`pipeline`]) that runs the very ingest
+//! app and worker that run in Lambda, the bundled sample deliveries ([`samples`]), and the
+//! `demo` and `dev` commands.
+
+pub mod demo;
+pub mod dev;
+pub mod pipeline;
+pub mod samples;
