@@ -11,6 +11,7 @@
 //! | body over the source's `max_body_bytes`, or envelope over the queue's limit | 413 | `{"error":"payload too large"}` | no |
 //! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
 //! | verified, but no event id or type can be read | 400 | `{"error":"no event id"}` | no |
+//! | `isBase64Encoded` body that is not base64 | 400 | `{"error":"body is not valid base64"}` | no |
 //! | the queue did not take it (error, throttling, unreachable) | 503 | `{"error":"queue unavailable"}` | no |
 //!
 //! A 2xx is only ever sent after [`doorbell::queue::EventQueue::send`] returned, i.e. after the
@@ -25,6 +26,7 @@
 //! `/{stage}/webhooks/{source}` route, so a REST API stage prefix (`/Prod/…`) does not 404.
 
 pub mod config;
+pub mod lambda;
 
 use std::sync::Arc;
 
@@ -86,6 +88,10 @@ async fn receive(
         return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
     };
     let (parts, body) = req.into_parts();
+    if parts.headers.contains_key(lambda::INVALID_BODY_HEADER) {
+        tracing::warn!(source = %name, outcome = "invalid_base64_body", "rejected");
+        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not valid base64"}));
+    }
     match read_body(&parts.headers, body, source.max_body_bytes).await {
         Ok(bytes) => ingest(&state, source, &parts.headers, &bytes).await,
         Err(status) => {

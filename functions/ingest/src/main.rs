@@ -24,5 +24,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(queue),
         clock: Arc::new(SystemClock),
     };
-    lambda_http::run(app(state)).await
+    lambda_http::lambda_runtime::run(doorbell_ingest::lambda::service(app(state))).await
 }
