@@ -1,0 +1,364 @@
+//! Worker contract tests: real SQS event shapes in, the partial batch response out, against the
+//! SQLite event store (the same state machine the DynamoDB store runs; see the moto tests).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use doorbell::clock::ManualClock;
+use doorbell::envelope::sha256_hex;
+use doorbell::handler::{Event, Handler, HandlerOutcome, HandlerRegistry};
+use doorbell::store::{EntityStore, EventRecord, EventStore, SqliteEventStore, Status};
+use doorbell::verify::Verified;
+use doorbell::{Envelope, Provider, Secret, SourceConfig};
+use doorbell_worker::{RecordOutcome, Worker, WorkerConfig, handlers};
+use serde_json::{Value, json};
+
+const NOW_MS: i64 = 1_700_000_000_000;
+
+/// A handler that counts calls and answers from a script (by call number, 1-based).
+struct Scripted {
+    calls: AtomicUsize,
+    script: fn(usize) -> HandlerOutcome,
+}
+
+impl Scripted {
+    fn new(script: fn(usize) -> HandlerOutcome) -> Arc<Self> {
+        Arc::new(Self { calls: AtomicUsize::new(0), script })
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Scripted {
+    async fn handle(&self, _event: &Event<'_>) -> HandlerOutcome {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        (self.script)(n)
+    }
+}
+
+struct Panics;
+
+#[async_trait::async_trait]
+impl Handler for Panics {
+    async fn handle(&self, _event: &Event<'_>) -> HandlerOutcome {
+        panic!("handler bug")
+    }
+}
+
+fn envelope(event_id: &str, event_type: &str, body: &str) -> Envelope {
+    let source = SourceConfig::new("stripe", Provider::Stripe, vec![Secret::new("s")]);
+    let verified = Verified {
+        event_id: event_id.into(),
+        event_type: event_type.into(),
+        occurred_at_ms: None,
+        dedupe_scope: None,
+        headers: vec![],
+    };
+    Envelope::new(&source, verified, body.as_bytes(), Some("application/json"), NOW_MS)
+}
+
+/// An SQS event of (messageId, body, receive count) records, in the shape Lambda delivers.
+fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000", "SenderId": "FAKE",
+                    "ApproximateFirstReceiveTimestamp": "1700000000001"},
+                "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:webhooks", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn failures(r: &SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+struct Setup {
+    store: Arc<SqliteEventStore>,
+    clock: ManualClock,
+    worker: Worker,
+}
+
+fn setup(register: impl FnOnce(&mut HandlerRegistry)) -> Setup {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let clock = ManualClock::new(NOW_MS);
+    let mut registry = HandlerRegistry::new();
+    register(&mut registry);
+    let worker = Worker::new(store.clone(), registry, Arc::new(clock.clone()), WorkerConfig::default());
+    Setup { store, clock, worker }
+}
+
+#[tokio::test]
+async fn c20_mixed_batch_reports_exactly_the_failed_records_in_camel_case() {
+    let handler = Scripted::new(|_| HandlerOutcome::Ok);
+    let failing = Scripted::new(|_| HandlerOutcome::Retry("downstream 503".into()));
+    let s = setup(|r| {
+        r.register("stripe", "ok.type", handler.clone());
+        r.register("stripe", "failing.type", failing.clone());
+    });
+    let event = sqs_event(&[
+        ("m-1", envelope("evt_1", "ok.type", "{}").to_json()),
+        ("m-2", envelope("evt_2", "failing.type", "{}").to_json()),
+        ("m-3", "not json".into()),
+        ("m-4", envelope("evt_4", "ok.type", "{}").to_json()),
+    ]);
+    let response = s.worker.handle(event, Some(NOW_MS + 30_000)).await;
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}]})
+    );
+    assert_eq!(handler.calls(), 2);
+    for key in ["stripe#evt_1", "stripe#evt_4"] {
+        assert_eq!(s.store.get(key).await.unwrap().unwrap().status, Status::Processed);
+    }
+    let failed = s.store.get("stripe#evt_2").await.unwrap().unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("downstream 503"));
+}
+
+#[tokio::test]
+async fn empty_batch_response_serialises_as_an_empty_list() {
+    let s = setup(|_| {});
+    let response = s.worker.handle(sqs_event(&[]), None).await;
+    assert_eq!(serde_json::to_string(&response).unwrap(), r#"{"batchItemFailures":[]}"#);
+}
+
+#[tokio::test]
+async fn c26_duplicate_delivery_in_a_later_invocation_runs_nothing_and_is_not_a_failure() {
+    let handler = Scripted::new(|_| HandlerOutcome::Ok);
+    let s = setup(|r| {
+        r.register("stripe", "t", handler.clone());
+    });
+    let body = envelope("evt_FAKE0001", "t", "{}").to_json();
+    let r1 = s.worker.handle(sqs_event(&[("m-1", body.clone())]), None).await;
+    let r2 = s.worker.handle(sqs_event(&[("m-2", body)]), None).await;
+    assert!(failures(&r1).is_empty() && failures(&r2).is_empty());
+    assert_eq!(handler.calls(), 1);
+    let rec = s.store.get("stripe#evt_FAKE0001").await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.attempts), (Status::Processed, 1));
+}
+
+#[tokio::test]
+async fn c26_duplicates_in_one_batch_run_the_handler_once() {
+    let handler = Scripted::new(|_| HandlerOutcome::Ok);
+    let s = setup(|r| {
+        r.register("stripe", "t", handler.clone());
+    });
+    let body = envelope("evt_FAKE0001", "t", "{}").to_json();
+    let (response, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1", body.clone()), ("m-2", body.clone()), ("m-3", body)]), None)
+        .await;
+    assert_eq!(handler.calls(), 1);
+    for r in &reports[1..] {
+        assert!(matches!(r.outcome, RecordOutcome::Duplicate | RecordOutcome::InProgressElsewhere), "{r:?}");
+    }
+    // Whatever was reported comes back later and is then a plain duplicate.
+    let reported = failures(&response);
+    let again: Vec<(&str, String)> = reported.iter().map(|id| (id.as_str(), envelope("evt_FAKE0001", "t", "{}").to_json())).collect();
+    let r = s.worker.handle(sqs_event(&again), None).await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(handler.calls(), 1);
+}
+
+fn seeded(status: Status, lease: Option<i64>, updated: Option<i64>) -> EventRecord {
+    EventRecord {
+        key: "stripe#evt_FAKE0002".into(),
+        source: "stripe".into(),
+        provider: "stripe".into(),
+        event_id: "evt_FAKE0002".into(),
+        event_type: "t".into(),
+        status,
+        attempts: 1,
+        received_at: "2023-11-14T22:13:20.000Z".into(),
+        processed_at_ms: None,
+        lease_expires_at_ms: lease,
+        updated_at_ms: updated,
+        expires_at_s: Some(NOW_MS / 1000 + 86_400),
+        body_sha256: sha256_hex(b"{}"),
+        last_error: None,
+        outcome: None,
+        payload: None,
+    }
+}
+
+#[tokio::test]
+async fn c27_expired_lease_is_taken_over_live_lease_is_retried_and_leaseless_is_not_stuck() {
+    let cases = [
+        ("expired lease", seeded(Status::InProgress, Some(NOW_MS - 1_000), Some(NOW_MS - 60_000)), 1, false),
+        ("live lease", seeded(Status::InProgress, Some(NOW_MS + 60_000), Some(NOW_MS)), 0, true),
+        ("no lease, recently updated", seeded(Status::InProgress, None, Some(NOW_MS - 1_000)), 0, true),
+        ("no lease, stale", seeded(Status::InProgress, None, Some(NOW_MS - 3_600_000)), 1, false),
+        ("no lease, no timestamps", seeded(Status::InProgress, None, None), 1, false),
+    ];
+    for (name, record, calls, reported) in cases {
+        let handler = Scripted::new(|_| HandlerOutcome::Ok);
+        let s = setup(|r| {
+            r.register("stripe", "t", handler.clone());
+        });
+        s.store.put_record(&record).await.unwrap();
+        let r = s.worker.handle(sqs_event(&[("m-x", envelope("evt_FAKE0002", "t", "{}").to_json())]), None).await;
+        assert_eq!(handler.calls(), calls, "{name}");
+        assert_eq!(failures(&r) == ["m-x"], reported, "{name}");
+        let status = s.store.get("stripe#evt_FAKE0002").await.unwrap().unwrap().status;
+        assert_eq!(status, if calls == 1 { Status::Processed } else { Status::InProgress }, "{name}");
+    }
+}
+
+/// Reads the record's lease while the handler runs.
+struct LeaseProbe {
+    store: Arc<SqliteEventStore>,
+    seen: std::sync::Mutex<Option<i64>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for LeaseProbe {
+    async fn handle(&self, event: &Event<'_>) -> HandlerOutcome {
+        let rec = self.store.get(&event.envelope.idempotency_key).await.unwrap().unwrap();
+        *self.seen.lock().unwrap() = rec.lease_expires_at_ms;
+        HandlerOutcome::Ok
+    }
+}
+
+#[tokio::test]
+async fn c27_lease_follows_the_deadline_and_never_falls_below_the_floor() {
+    for (deadline, expected) in [
+        (Some(NOW_MS + 60_000), NOW_MS + 60_000),
+        (Some(NOW_MS), NOW_MS + 5_000),
+        (Some(NOW_MS - 10_000), NOW_MS + 5_000),
+        (Some(NOW_MS + 86_400_000), NOW_MS + 900_000),
+        (None, NOW_MS + 900_000),
+    ] {
+        let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+        let probe = Arc::new(LeaseProbe { store: store.clone(), seen: Default::default() });
+        let mut registry = HandlerRegistry::new();
+        registry.register("stripe", "t", probe.clone());
+        let worker = Worker::new(store, registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+        worker.handle(sqs_event(&[("m-1", envelope("evt_1", "t", "{}").to_json())]), deadline).await;
+        assert_eq!(*probe.seen.lock().unwrap(), Some(expected), "deadline {deadline:?}");
+    }
+}
+
+#[tokio::test]
+async fn c28_failed_handler_is_retried_on_the_next_delivery_and_then_completes() {
+    let handler = Scripted::new(|n| if n == 1 { HandlerOutcome::Retry("first call fails".into()) } else { HandlerOutcome::Ok });
+    let s = setup(|r| {
+        r.register("stripe", "t", handler.clone());
+    });
+    let body = envelope("evt_FAKE0003", "t", "{}").to_json();
+    let r1 = s.worker.handle(sqs_event(&[("m-x", body.clone())]), None).await;
+    assert_eq!(failures(&r1), ["m-x"]);
+    assert_eq!(s.store.get("stripe#evt_FAKE0003").await.unwrap().unwrap().status, Status::Failed);
+    s.clock.advance_ms(30_000);
+    let r2 = s.worker.handle(sqs_event(&[("m-x", body)]), None).await;
+    assert!(failures(&r2).is_empty());
+    assert_eq!(handler.calls(), 2);
+    let rec = s.store.get("stripe#evt_FAKE0003").await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.attempts), (Status::Processed, 2));
+}
+
+#[tokio::test]
+async fn rejected_and_panicking_handlers_are_failed_and_reported_without_failing_the_batch() {
+    let rejecting = Scripted::new(|_| HandlerOutcome::Reject("cannot ever work".into()));
+    let s = setup(|r| {
+        r.register("stripe", "reject", rejecting.clone());
+        r.register("stripe", "panic", Arc::new(Panics));
+    });
+    let r = s
+        .worker
+        .handle(
+            sqs_event(&[
+                ("m-1", envelope("evt_r", "reject", "{}").to_json()),
+                ("m-2", envelope("evt_p", "panic", "{}").to_json()),
+                ("m-3", envelope("evt_i", "unhandled.type", "{}").to_json()),
+            ]),
+            None,
+        )
+        .await;
+    assert_eq!(failures(&r), ["m-1", "m-2"]);
+    let p = s.store.get("stripe#evt_p").await.unwrap().unwrap();
+    assert_eq!((p.status, p.last_error.as_deref()), (Status::Failed, Some("handler panicked")));
+    let i = s.store.get("stripe#evt_i").await.unwrap().unwrap();
+    assert_eq!((i.status, i.outcome.as_deref()), (Status::Processed, Some("ignored")));
+}
+
+#[tokio::test]
+async fn same_event_id_with_a_different_body_is_a_conflict_and_runs_nothing() {
+    let handler = Scripted::new(|_| HandlerOutcome::Ok);
+    let s = setup(|r| {
+        r.register("stripe", "t", handler.clone());
+    });
+    s.worker.handle(sqs_event(&[("m-1", envelope("evt_c", "t", r#"{"a":1}"#).to_json())]), None).await;
+    let (r, reports) = s.worker.handle_detailed(sqs_event(&[("m-2", envelope("evt_c", "t", r#"{"a":2}"#).to_json())]), None).await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(reports[0].outcome, RecordOutcome::Conflict);
+    assert_eq!(handler.calls(), 1);
+    assert_eq!(s.store.get("stripe#evt_c").await.unwrap().unwrap().body_sha256, sha256_hex(br#"{"a":1}"#));
+}
+
+#[tokio::test]
+async fn tampered_envelope_body_is_a_bad_envelope() {
+    let s = setup(|_| {});
+    let mut e = envelope("evt_t", "t", "{}");
+    e.body = Some("{\"x\":1}".into());
+    let (r, reports) = s.worker.handle_detailed(sqs_event(&[("m-1", e.to_json())]), None).await;
+    assert_eq!(failures(&r), ["m-1"]);
+    assert!(matches!(reports[0].outcome, RecordOutcome::BadEnvelope(_)));
+}
+
+#[tokio::test]
+async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let registry = handlers::default_registry([("github", Provider::Github)], store.clone());
+    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let push = r#"{"ref":"refs/heads/main","before":"a","after":"b","repository":{"full_name":"o/r","pushed_at":1700000000},"commits":[{"id":"b"}],"pusher":{"name":"n"}}"#;
+    let form = form_urlencoded::Serializer::new(String::new()).append_pair("payload", push).finish();
+    let source = SourceConfig::new("github", Provider::Github, vec![Secret::new("s")]);
+    let verified = Verified { event_id: "d-1".into(), event_type: "push".into(), occurred_at_ms: None, dedupe_scope: None, headers: vec![] };
+    let env = Envelope::new(&source, verified, form.as_bytes(), Some("application/x-www-form-urlencoded"), NOW_MS);
+    let r = worker.handle(sqs_event(&[("m-1", env.to_json())]), None).await;
+    assert!(failures(&r).is_empty());
+    let branch = store.get_entity("branch", "o/r:refs/heads/main").await.unwrap().unwrap();
+    assert_eq!(branch.state["after"], "b");
+    assert_eq!(branch.version, 1_700_000_000_000);
+}
+
+#[tokio::test]
+async fn an_older_payment_event_never_overwrites_newer_order_state() {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
+    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let pi = |id: &str, created: i64, amount: i64| {
+        let body = json!({"id": id, "type": "payment_intent.succeeded", "created": created,
+            "data": {"object": {"id": "pi_1", "amount_received": amount, "currency": "eur", "metadata": {"order_id": "o-1"}}}})
+        .to_string();
+        envelope(id, "payment_intent.succeeded", &body).to_json()
+    };
+    worker.handle(sqs_event(&[("m-1", pi("evt_new", 200, 2000))]), None).await;
+    worker.handle(sqs_event(&[("m-2", pi("evt_old", 100, 1000))]), None).await;
+    let order = store.get_entity("order", "o-1").await.unwrap().unwrap();
+    assert_eq!(order.state["amount_received"], 2000);
+    assert_eq!(order.state["status"], "paid");
+    assert_eq!(order.version, 200_000);
+}
+
+#[tokio::test]
+async fn malformed_payment_intent_is_rejected_by_its_handler() {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
+    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let body = json!({"id": "evt_bad", "type": "payment_intent.succeeded", "created": 1,
+        "data": {"object": {"id": "pi_1", "amount_received": "lots", "currency": "eur"}}}).to_string();
+    let r = worker.handle(sqs_event(&[("m-1", envelope("evt_bad", "payment_intent.succeeded", &body).to_json())]), None).await;
+    assert_eq!(failures(&r), ["m-1"]);
+    let rec = store.get("stripe#evt_bad").await.unwrap().unwrap();
+    assert!(rec.last_error.unwrap().starts_with("malformed payment_intent.succeeded"));
+}
