@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use doorbell::clock::Clock;
+use doorbell::handler::HandlerRegistry;
 use doorbell::queue::{EventQueue, QueueError};
 use doorbell::store::{EntityStore, EventStore};
 use doorbell::Sources;
@@ -54,7 +55,20 @@ impl Pipeline {
         worker_config: WorkerConfig,
     ) -> Self {
         let registry = handlers::default_registry(sources.iter().map(|s| (s.name.as_str(), s.provider)), entities);
-        let worker = Worker::new(store, registry, clock.clone(), worker_config);
+        Self::with_handlers(sources, queue, store, registry, clock, event_source, worker_config)
+    }
+
+    /// Assembles a pipeline whose worker runs `handlers`.
+    pub fn with_handlers(
+        sources: Sources,
+        queue: Arc<dyn EventQueue>,
+        store: Arc<dyn EventStore>,
+        handlers: HandlerRegistry,
+        clock: Arc<dyn Clock>,
+        event_source: EventSource,
+        worker_config: WorkerConfig,
+    ) -> Self {
+        let worker = Worker::new(store, handlers, clock.clone(), worker_config);
         let router = doorbell_ingest::app(IngestState { sources: Arc::new(sources), queue: queue.clone(), clock: clock.clone() });
         Self { router, queue, worker, event_source, clock }
     }

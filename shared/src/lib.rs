@@ -25,6 +25,8 @@ pub mod handler;
 pub mod queue;
 pub mod secret;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
