@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use doorbell::Sources;
 use doorbell::clock::{Clock, SystemClock};
 use doorbell::queue::{EventQueue, MemoryQueue, MemoryQueueConfig, SqsQueue};
 use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore, SqliteEventStore};
-use doorbell::Sources;
 use doorbell_worker::WorkerConfig;
 use doorbell_worker::poller::EventSource;
 
@@ -48,42 +48,93 @@ pub struct DevArgs {
     pub table: Option<String>,
 }
 
+/// The queue and stores `dev` runs on.
+struct Backends {
+    queue: Arc<dyn EventQueue>,
+    store: Arc<dyn EventStore>,
+    entities: Arc<dyn EntityStore>,
+    arn: String,
+    /// The local dead-letter queue (none with SQS: its redrive policy is the queue's own).
+    dlq: Option<Arc<MemoryQueue>>,
+}
+
+async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Backends> {
+    if let (Some(url), Some(table)) = (&args.queue_url, &args.table) {
+        let aws = aws_config::load_from_env().await;
+        let store = Arc::new(DynamoDbEventStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            table,
+        ));
+        let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+        return Ok(Backends {
+            queue,
+            store: store.clone(),
+            entities: store,
+            arn: url.clone(),
+            dlq: None,
+        });
+    }
+    let cfg = MemoryQueueConfig {
+        visibility_timeout_ms: i64::from(args.visibility_timeout) * 1000,
+        max_receive_count: args.max_receive_count,
+        ..Default::default()
+    };
+    let dlq = Arc::new(MemoryQueue::new(
+        "doorbell-dev-dlq",
+        cfg.clone(),
+        clock.clone(),
+    ));
+    let queue = Arc::new(
+        MemoryQueue::new("doorbell-dev-events", cfg, clock.clone())
+            .with_dead_letter_queue(dlq.clone()),
+    );
+    let store = Arc::new(SqliteEventStore::open(&args.db)?);
+    let arn = queue.arn();
+    Ok(Backends {
+        queue,
+        store: store.clone(),
+        entities: store,
+        arn,
+        dlq: Some(dlq),
+    })
+}
+
 /// Runs until Ctrl-C.
 ///
 /// # Errors
 /// Configuration, bind or store errors.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let sources_json = match &args.sources {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => samples::dev_sources_json(),
     };
     let sources = Sources::from_json(&sources_json)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (queue, store, entities, arn, dlq): (Arc<dyn EventQueue>, Arc<dyn EventStore>, Arc<dyn EntityStore>, String, Option<Arc<MemoryQueue>>) =
-        match (&args.queue_url, &args.table) {
-            (Some(url), Some(table)) => {
-                let aws = aws_config::load_from_env().await;
-                let store = Arc::new(DynamoDbEventStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
-                let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
-                (queue, store.clone(), store, url.clone(), None)
-            }
-            _ => {
-                let cfg = MemoryQueueConfig {
-                    visibility_timeout_ms: i64::from(args.visibility_timeout) * 1000,
-                    max_receive_count: args.max_receive_count,
-                    ..Default::default()
-                };
-                let dlq = Arc::new(MemoryQueue::new("doorbell-dev-dlq", cfg.clone(), clock.clone()));
-                let queue = Arc::new(MemoryQueue::new("doorbell-dev-events", cfg, clock.clone()).with_dead_letter_queue(dlq.clone()));
-                let store = Arc::new(SqliteEventStore::open(&args.db)?);
-                let arn = queue.arn();
-                (queue, store.clone(), store, arn, Some(dlq))
-            }
-        };
-    let names: Vec<String> = sources.iter().map(|s| format!("{} ({})", s.name, s.provider)).collect();
-    let pipeline = Pipeline::new(sources, queue, store, entities, clock, EventSource { arn, region: "local".into(), batch_size: 10 }, WorkerConfig::default());
+    let b = backends(&args, &clock).await?;
+    let (queue, store, entities, arn, dlq) = (b.queue, b.store, b.entities, b.arn, b.dlq);
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| format!("{} ({})", s.name, s.provider))
+        .collect();
+    let pipeline = Pipeline::new(
+        sources,
+        queue,
+        store,
+        entities,
+        clock,
+        EventSource {
+            arn,
+            region: "local".into(),
+            batch_size: 10,
+        },
+        WorkerConfig::default(),
+    );
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, sources = ?names, "doorbell dev: POST http://{}/webhooks/{{source}}", args.listen);
 
     let poller = pipeline.clone();
@@ -91,7 +142,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let mut dead = 0;
         loop {
             match poller.poll_once().await {
-                Ok(reports) if reports.is_empty() => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(reports) if reports.is_empty() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "poll failed");
@@ -102,7 +155,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 && d.len() > dead
             {
                 dead = d.len();
-                tracing::warn!(dead_letter_queue = dead, "message moved to the dead-letter queue");
+                tracing::warn!(
+                    dead_letter_queue = dead,
+                    "message moved to the dead-letter queue"
+                );
             }
         }
     });

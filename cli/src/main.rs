@@ -23,17 +23,26 @@ enum Command {
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // The demo prints a report; its per-record logs are opt-in (RUST_LOG=info).
-    let default_level = if matches!(cli.command, Command::Demo) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo) {
+        "error"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .init();
     match cli.command {
         Command::Demo => {
             let ok = doorbell_cli::demo::run(&mut std::io::stdout()).await?;
-            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+            Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         Command::Dev(args) => {
             doorbell_cli::dev::run(args).await?;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use doorbell::Sources;
 use doorbell::clock::Clock;
 use doorbell::handler::HandlerRegistry;
 use doorbell::queue::{EventQueue, QueueError};
 use doorbell::store::{EntityStore, EventStore};
-use doorbell::Sources;
 use doorbell_ingest::IngestState;
 use doorbell_worker::poller::{EventSource, poll_once};
 use doorbell_worker::{RecordReport, Worker, WorkerConfig, handlers};
@@ -54,8 +54,19 @@ impl Pipeline {
         event_source: EventSource,
         worker_config: WorkerConfig,
     ) -> Self {
-        let registry = handlers::default_registry(sources.iter().map(|s| (s.name.as_str(), s.provider)), entities);
-        Self::with_handlers(sources, queue, store, registry, clock, event_source, worker_config)
+        let registry = handlers::default_registry(
+            sources.iter().map(|s| (s.name.as_str(), s.provider)),
+            entities,
+        );
+        Self::with_handlers(
+            sources,
+            queue,
+            store,
+            registry,
+            clock,
+            event_source,
+            worker_config,
+        )
     }
 
     /// Assembles a pipeline whose worker runs `handlers`.
@@ -69,8 +80,18 @@ impl Pipeline {
         worker_config: WorkerConfig,
     ) -> Self {
         let worker = Worker::new(store, handlers, clock.clone(), worker_config);
-        let router = doorbell_ingest::app(IngestState { sources: Arc::new(sources), queue: queue.clone(), clock: clock.clone() });
-        Self { router, queue, worker, event_source, clock }
+        let router = doorbell_ingest::app(IngestState {
+            sources: Arc::new(sources),
+            queue: queue.clone(),
+            clock: clock.clone(),
+        });
+        Self {
+            router,
+            queue,
+            worker,
+            event_source,
+            clock,
+        }
     }
 
     /// Sends one HTTP request through the ingest app, in process.
@@ -81,15 +102,28 @@ impl Pipeline {
         }
         let req = match req.body(Body::from(body)) {
             Ok(r) => r,
-            Err(_) => return Reply { status: StatusCode::BAD_REQUEST, body: "invalid request".into() },
+            Err(_) => {
+                return Reply {
+                    status: StatusCode::BAD_REQUEST,
+                    body: "invalid request".into(),
+                };
+            }
         };
         let resp = match self.router.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Reply { status, body: String::from_utf8_lossy(&bytes).into_owned() }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
     }
 
     /// Receives and processes one batch; the reports are empty when nothing was visible.
@@ -98,6 +132,12 @@ impl Pipeline {
     /// [`QueueError`] from the queue.
     pub async fn poll_once(&self) -> Result<Vec<RecordReport>, QueueError> {
         let deadline = self.clock.now_ms() + 30_000;
-        poll_once(self.queue.as_ref(), &self.worker, &self.event_source, Some(deadline)).await
+        poll_once(
+            self.queue.as_ref(),
+            &self.worker,
+            &self.event_source,
+            Some(deadline),
+        )
+        .await
     }
 }

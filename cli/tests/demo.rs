@@ -9,7 +9,10 @@ async fn demo_ends_with_every_delivery_as_expected() {
     assert!(!text.contains("UNEXPECTED"), "{text}");
     assert!(text.contains("dead-letter queue: 1 message(s)"), "{text}");
     assert!(text.contains(r#""status":"paid""#), "{text}");
-    for secret in [doorbell_cli::samples::DEV_STRIPE_SECRET, doorbell_cli::samples::DEV_GITHUB_SECRET] {
+    for secret in [
+        doorbell_cli::samples::DEV_STRIPE_SECRET,
+        doorbell_cli::samples::DEV_GITHUB_SECRET,
+    ] {
         assert!(!text.contains(secret), "the report must not print secrets");
     }
 }

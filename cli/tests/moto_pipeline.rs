@@ -25,7 +25,11 @@ struct Counting {
 impl Handler for Counting {
     async fn handle(&self, _event: &Event<'_>) -> HandlerOutcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.fail { HandlerOutcome::Retry("always fails".into()) } else { HandlerOutcome::Ok }
+        if self.fail {
+            HandlerOutcome::Retry("always fails".into())
+        } else {
+            HandlerOutcome::Ok
+        }
     }
 }
 
@@ -43,17 +47,43 @@ async fn aws(max_receive_count: u32) -> Aws {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let ddb = aws_sdk_dynamodb::Client::new(&config);
     let name = testing::unique("events");
-    let (queue_url, dlq_url) = testing::create_queue_with_dlq(&sqs, &name, max_receive_count, 1).await;
+    let (queue_url, dlq_url) =
+        testing::create_queue_with_dlq(&sqs, &name, max_receive_count, 1).await;
     let table = testing::unique("webhook-events");
-    DynamoDbEventStore::create_table(&ddb, &table).await.unwrap();
+    DynamoDbEventStore::create_table(&ddb, &table)
+        .await
+        .unwrap();
     let store = Arc::new(DynamoDbEventStore::new(ddb.clone(), &table));
-    Aws { sqs, queue_url, dlq_url, store, ddb, table }
+    Aws {
+        sqs,
+        queue_url,
+        dlq_url,
+        store,
+        ddb,
+        table,
+    }
 }
 
 fn pipeline(aws: &Aws, queue: Arc<dyn EventQueue>, handlers: HandlerRegistry) -> Pipeline {
     let sources = Sources::from_json(&samples::dev_sources_json()).unwrap();
-    let source = EventSource { arn: "arn:aws:sqs:us-east-1:123456789012:events".into(), region: "us-east-1".into(), batch_size: 10 };
-    Pipeline::with_handlers(sources, queue, aws.store.clone(), handlers, Arc::new(SystemClock), source, WorkerConfig { lease_floor_ms: 500, lease_ceiling_ms: 1_000, ..Default::default() })
+    let source = EventSource {
+        arn: "arn:aws:sqs:us-east-1:123456789012:events".into(),
+        region: "us-east-1".into(),
+        batch_size: 10,
+    };
+    Pipeline::with_handlers(
+        sources,
+        queue,
+        aws.store.clone(),
+        handlers,
+        Arc::new(SystemClock),
+        source,
+        WorkerConfig {
+            lease_floor_ms: 500,
+            lease_ceiling_ms: 1_000,
+            ..Default::default()
+        },
+    )
 }
 
 async fn queue_depth(aws: &Aws, url: &str) -> usize {
@@ -69,19 +99,32 @@ async fn queue_depth(aws: &Aws, url: &str) -> usize {
         .unwrap()
         .attributes
         .unwrap();
-    let n = |k: &A| attrs.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let n = |k: &A| {
+        attrs
+            .get(k)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
     n(&A::ApproximateNumberOfMessages) + n(&A::ApproximateNumberOfMessagesNotVisible)
 }
 
 fn stripe_delivery(event_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
-    let body = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED.replace("evt_3QdemoPaymentIntent0001", event_id).into_bytes();
-    (samples::stripe_headers(DEV_STRIPE_SECRET, SystemClock.now_s(), &body), body)
+    let body = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
+        .replace("evt_3QdemoPaymentIntent0001", event_id)
+        .into_bytes();
+    (
+        samples::stripe_headers(DEV_STRIPE_SECRET, SystemClock.now_s(), &body),
+        body,
+    )
 }
 
 #[tokio::test]
 async fn same_event_delivered_twice_through_sqs_runs_its_handler_once() {
     let aws = aws(5).await;
-    let handler = Arc::new(Counting { calls: AtomicUsize::new(0), fail: false });
+    let handler = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        fail: false,
+    });
     let mut handlers = HandlerRegistry::new();
     handlers.register("stripe", "payment_intent.succeeded", handler.clone());
     let queue = Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.queue_url).with_wait_time_seconds(0));
@@ -93,8 +136,17 @@ async fn same_event_delivered_twice_through_sqs_runs_its_handler_once() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
     let push = samples::GITHUB_PUSH.as_bytes().to_vec();
-    let gh = samples::github_headers(DEV_GITHUB_SECRET, "push", "d-moto-1", "application/json", &push);
-    assert_eq!(p.post("/webhooks/github", &gh, push).await.status, StatusCode::OK);
+    let gh = samples::github_headers(
+        DEV_GITHUB_SECRET,
+        "push",
+        "d-moto-1",
+        "application/json",
+        &push,
+    );
+    assert_eq!(
+        p.post("/webhooks/github", &gh, push).await.status,
+        StatusCode::OK
+    );
     assert_eq!(queue_depth(&aws, &aws.queue_url).await, 3);
 
     let mut outcomes = Vec::new();
@@ -108,7 +160,10 @@ async fn same_event_delivered_twice_through_sqs_runs_its_handler_once() {
     }
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "{outcomes:?}");
     assert!(outcomes.contains(&RecordOutcome::Duplicate), "{outcomes:?}");
-    assert!(outcomes.contains(&RecordOutcome::Ignored), "github push has no handler here: {outcomes:?}");
+    assert!(
+        outcomes.contains(&RecordOutcome::Ignored),
+        "github push has no handler here: {outcomes:?}"
+    );
     assert_eq!(queue_depth(&aws, &aws.queue_url).await, 0);
     let rec = aws.store.get("stripe#evt_moto_dup").await.unwrap().unwrap();
     assert_eq!((rec.status, rec.attempts), (Status::Processed, 1));
@@ -117,8 +172,14 @@ async fn same_event_delivered_twice_through_sqs_runs_its_handler_once() {
 #[tokio::test]
 async fn poison_message_reaches_the_real_dead_letter_queue_while_its_batch_mates_succeed() {
     let aws = aws(2).await;
-    let good = Arc::new(Counting { calls: AtomicUsize::new(0), fail: false });
-    let poison = Arc::new(Counting { calls: AtomicUsize::new(0), fail: true });
+    let good = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        fail: false,
+    });
+    let poison = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        fail: true,
+    });
     let mut handlers = HandlerRegistry::new();
     handlers.register("stripe", "payment_intent.succeeded", good.clone());
     handlers.register("stripe", "charge.failed", poison.clone());
@@ -128,14 +189,29 @@ async fn poison_message_reaches_the_real_dead_letter_queue_while_its_batch_mates
     let (h1, b1) = stripe_delivery("evt_moto_good");
     let poison_body = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
         .replace("evt_3QdemoPaymentIntent0001", "evt_moto_poison")
-        .replace("\"type\": \"payment_intent.succeeded\"", "\"type\": \"charge.failed\"")
+        .replace(
+            "\"type\": \"payment_intent.succeeded\"",
+            "\"type\": \"charge.failed\"",
+        )
         .into_bytes();
     let h2 = samples::stripe_headers(DEV_STRIPE_SECRET, SystemClock.now_s(), &poison_body);
-    assert_eq!(p.post("/webhooks/stripe", &h1, b1).await.status, StatusCode::OK);
-    assert_eq!(p.post("/webhooks/stripe", &h2, poison_body).await.status, StatusCode::OK);
+    assert_eq!(
+        p.post("/webhooks/stripe", &h1, b1).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        p.post("/webhooks/stripe", &h2, poison_body).await.status,
+        StatusCode::OK
+    );
 
     // A non-envelope message put straight on the queue is poison too.
-    aws.sqs.send_message().queue_url(&aws.queue_url).message_body("not an envelope").send().await.unwrap();
+    aws.sqs
+        .send_message()
+        .queue_url(&aws.queue_url)
+        .message_body("not an envelope")
+        .send()
+        .await
+        .unwrap();
 
     let mut dead = 0;
     for _ in 0..40 {
@@ -146,15 +222,53 @@ async fn poison_message_reaches_the_real_dead_letter_queue_while_its_batch_mates
         }
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     }
-    assert_eq!(dead, 2, "poison and non-envelope messages must be dead-lettered by the RedrivePolicy");
+    assert_eq!(
+        dead, 2,
+        "poison and non-envelope messages must be dead-lettered by the RedrivePolicy"
+    );
     assert_eq!(good.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(poison.calls.load(Ordering::SeqCst), 2, "handler runs once per receive until maxReceiveCount");
-    let rec = aws.store.get("stripe#evt_moto_poison").await.unwrap().unwrap();
-    assert_eq!((rec.status, rec.last_error.as_deref()), (Status::Failed, Some("always fails")));
-    assert_eq!(aws.store.get("stripe#evt_moto_good").await.unwrap().unwrap().status, Status::Processed);
-    let dlq = aws.sqs.receive_message().queue_url(&aws.dlq_url).max_number_of_messages(10).send().await.unwrap();
-    let bodies: Vec<String> = dlq.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
-    assert!(bodies.iter().any(|b| b.contains("evt_moto_poison")), "{bodies:?}");
+    assert_eq!(
+        poison.calls.load(Ordering::SeqCst),
+        2,
+        "handler runs once per receive until maxReceiveCount"
+    );
+    let rec = aws
+        .store
+        .get("stripe#evt_moto_poison")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rec.status, rec.last_error.as_deref()),
+        (Status::Failed, Some("always fails"))
+    );
+    assert_eq!(
+        aws.store
+            .get("stripe#evt_moto_good")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Processed
+    );
+    let dlq = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<String> = dlq
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("evt_moto_poison")),
+        "{bodies:?}"
+    );
     assert!(bodies.iter().any(|b| b == "not an envelope"));
 }
 
@@ -164,9 +278,15 @@ async fn c17_unreachable_or_missing_queue_answers_503_and_records_nothing() {
     let (headers, body) = stripe_delivery("evt_moto_503");
     // Nothing listens on port 9.
     let dead = testing::config_for("http://127.0.0.1:9").await;
-    let unreachable = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&dead), "http://127.0.0.1:9/123456789012/events"));
+    let unreachable = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&dead),
+        "http://127.0.0.1:9/123456789012/events",
+    ));
     // A queue URL moto does not know: SendMessage fails with a service error.
-    let missing = Arc::new(SqsQueue::new(aws.sqs.clone(), format!("{}/123456789012/no-such-queue", testing::endpoint())));
+    let missing = Arc::new(SqsQueue::new(
+        aws.sqs.clone(),
+        format!("{}/123456789012/no-such-queue", testing::endpoint()),
+    ));
     for queue in [unreachable as Arc<dyn EventQueue>, missing] {
         let p = pipeline(&aws, queue, HandlerRegistry::new());
         let r = p.post("/webhooks/stripe", &headers, body.clone()).await;
@@ -176,13 +296,30 @@ async fn c17_unreachable_or_missing_queue_answers_503_and_records_nothing() {
     assert_eq!(queue_depth(&aws, &aws.queue_url).await, 0);
     let scan = aws.ddb.scan().table_name(&aws.table).send().await.unwrap();
     assert_eq!(scan.count, 0, "ingest records nothing");
-    assert!(aws.store.get("stripe#evt_moto_503").await.unwrap().is_none());
+    assert!(
+        aws.store
+            .get("stripe#evt_moto_503")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The provider's retry, once the queue is back, is processed once.
     let queue = Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.queue_url).with_wait_time_seconds(0));
     let p = pipeline(&aws, queue, HandlerRegistry::new());
-    assert_eq!(p.post("/webhooks/stripe", &headers, body).await.status, StatusCode::OK);
+    assert_eq!(
+        p.post("/webhooks/stripe", &headers, body).await.status,
+        StatusCode::OK
+    );
     let reports = p.poll_once().await.unwrap();
     assert_eq!(reports.len(), 1);
-    assert_eq!(aws.store.get("stripe#evt_moto_503").await.unwrap().unwrap().status, Status::Processed);
+    assert_eq!(
+        aws.store
+            .get("stripe#evt_moto_503")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Processed
+    );
 }

@@ -252,7 +252,9 @@ mod tests {
             ConfigError::NoSecret(_)
         ));
         assert!(matches!(
-            bad(r#"{"sources":[{"name":"a","provider":"github","secrets":["x"]},{"name":"a","provider":"stripe","secrets":["y"]}]}"#),
+            bad(
+                r#"{"sources":[{"name":"a","provider":"github","secrets":["x"]},{"name":"a","provider":"stripe","secrets":["y"]}]}"#
+            ),
             ConfigError::Duplicate(_)
         ));
         assert!(matches!(

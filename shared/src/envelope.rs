@@ -104,7 +104,10 @@ impl Envelope {
         };
         let (text, b64) = match std::str::from_utf8(body) {
             Ok(s) if !s.contains(['\u{FFFE}', '\u{FFFF}']) => (Some(s.to_owned()), None),
-            _ => (None, Some(base64::engine::general_purpose::STANDARD.encode(body))),
+            _ => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(body)),
+            ),
         };
         Self {
             v: ENVELOPE_VERSION,
@@ -200,7 +203,13 @@ mod tests {
     #[test]
     fn round_trips_utf8_body_byte_for_byte() {
         let body = "{\n  \"id\": \"evt_1\",\n  \"d\": \"Café ☕\"\n}\n".as_bytes();
-        let e = Envelope::new(&src(), verified(), body, Some("application/json"), 1_700_000_000_123);
+        let e = Envelope::new(
+            &src(),
+            verified(),
+            body,
+            Some("application/json"),
+            1_700_000_000_123,
+        );
         assert_eq!(e.idempotency_key, "shop#evt_1");
         assert_eq!(e.received_at, "2023-11-14T22:13:20.123Z");
         assert_eq!(e.occurred_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
@@ -217,7 +226,14 @@ mod tests {
             assert!(e.body.is_none());
             let json = e.to_json();
             assert!(!json.contains('\u{FFFF}'));
-            assert_eq!(Envelope::parse(&json).unwrap().body_bytes().unwrap().as_ref(), body);
+            assert_eq!(
+                Envelope::parse(&json)
+                    .unwrap()
+                    .body_bytes()
+                    .unwrap()
+                    .as_ref(),
+                body
+            );
         }
     }
 
@@ -225,7 +241,10 @@ mod tests {
     fn scope_goes_into_the_idempotency_key() {
         let mut v = verified();
         v.dedupe_scope = Some("42".into());
-        assert_eq!(Envelope::new(&src(), v, b"{}", None, 0).idempotency_key, "shop#42:evt_1");
+        assert_eq!(
+            Envelope::new(&src(), v, b"{}", None, 0).idempotency_key,
+            "shop#42:evt_1"
+        );
     }
 
     #[test]
@@ -233,13 +252,25 @@ mod tests {
         let e = Envelope::new(&src(), verified(), b"{}", None, 0);
         let mut t = e.clone();
         t.body = Some("{ }".into());
-        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Digest)));
+        assert!(matches!(
+            Envelope::parse(&t.to_json()),
+            Err(EnvelopeError::Digest)
+        ));
         let mut t = e.clone();
         t.v = 2;
-        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Version(2))));
+        assert!(matches!(
+            Envelope::parse(&t.to_json()),
+            Err(EnvelopeError::Version(2))
+        ));
         let mut t = e.clone();
         t.body = None;
-        assert!(matches!(Envelope::parse(&t.to_json()), Err(EnvelopeError::Body)));
-        assert!(matches!(Envelope::parse("not json"), Err(EnvelopeError::Json(_))));
+        assert!(matches!(
+            Envelope::parse(&t.to_json()),
+            Err(EnvelopeError::Body)
+        ));
+        assert!(matches!(
+            Envelope::parse("not json"),
+            Err(EnvelopeError::Json(_))
+        ));
     }
 }

@@ -76,7 +76,9 @@ impl std::fmt::Debug for HandlerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut keys: Vec<_> = self.handlers.keys().collect();
         keys.sort();
-        f.debug_struct("HandlerRegistry").field("handlers", &keys).finish()
+        f.debug_struct("HandlerRegistry")
+            .field("handlers", &keys)
+            .finish()
     }
 }
 
@@ -93,13 +95,15 @@ impl HandlerRegistry {
         event_type: impl Into<String>,
         handler: Arc<dyn Handler>,
     ) -> &mut Self {
-        self.handlers.insert((source.into(), event_type.into()), handler);
+        self.handlers
+            .insert((source.into(), event_type.into()), handler);
         self
     }
 
     /// The handler for `(source, event_type)`, if any.
     pub fn get(&self, source: &str, event_type: &str) -> Option<&Arc<dyn Handler>> {
-        self.handlers.get(&(source.to_owned(), event_type.to_owned()))
+        self.handlers
+            .get(&(source.to_owned(), event_type.to_owned()))
     }
 
     /// How many handlers are registered.

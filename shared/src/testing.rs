@@ -27,7 +27,9 @@ pub async fn config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
@@ -42,7 +44,11 @@ pub async fn config_for(endpoint: &str) -> SdkConfig {
 /// A name no other test (or process) uses: `{prefix}-{pid}-{n}`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Creates a queue with a dead-letter queue (redrive after `max_receive_count` receives) and
@@ -50,8 +56,20 @@ pub fn unique(prefix: &str) -> String {
 ///
 /// # Panics
 /// When the emulator refuses (a test setup failure).
-pub async fn create_queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_receive_count: u32, visibility_timeout_s: u32) -> (String, String) {
-    let dlq_url = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("create dlq").queue_url.unwrap();
+pub async fn create_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receive_count: u32,
+    visibility_timeout_s: u32,
+) -> (String, String) {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("create dlq")
+        .queue_url
+        .unwrap();
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq_url)
@@ -63,12 +81,16 @@ pub async fn create_queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_re
         .unwrap()
         .remove(&QueueAttributeName::QueueArn)
         .unwrap();
-    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#);
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#);
     let url = sqs
         .create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_s.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_s.to_string(),
+        )
         .send()
         .await
         .expect("create queue")

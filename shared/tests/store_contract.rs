@@ -32,46 +32,100 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
 
     // New → claimed; a second claim during the lease sees it in progress.
     let a = k("evt_a");
-    assert_eq!(store.claim(&req(&a, "aa", NOW, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 1 });
+    assert_eq!(
+        store.claim(&req(&a, "aa", NOW, 30_000)).await.unwrap(),
+        ClaimOutcome::Claimed { attempts: 1 }
+    );
     let rec = store.get(&a).await.unwrap().unwrap();
     assert_eq!(rec.status, Status::InProgress);
     assert_eq!(rec.lease_expires_at_ms, Some(NOW + 30_000));
     assert_eq!(rec.payload.as_deref(), Some(r#"{"id":"evt"}"#));
     // C29: the TTL attribute is epoch seconds (a millisecond value would never expire).
     let ttl = rec.expires_at_s.unwrap();
-    assert!(ttl > NOW / 1000 && ttl < 100_000_000_000, "expires_at {ttl} must be epoch seconds");
+    assert!(
+        ttl > NOW / 1000 && ttl < 100_000_000_000,
+        "expires_at {ttl} must be epoch seconds"
+    );
     assert_eq!(
-        store.claim(&req(&a, "aa", NOW + 1_000, 30_000)).await.unwrap(),
-        ClaimOutcome::InProgress { lease_expires_at_ms: Some(NOW + 30_000) }
+        store
+            .claim(&req(&a, "aa", NOW + 1_000, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::InProgress {
+            lease_expires_at_ms: Some(NOW + 30_000)
+        }
     );
 
     // Completed → duplicates; a different body → conflict, first body kept.
     store.complete(&a, 1, "handled", NOW + 2_000).await.unwrap();
     let rec = store.get(&a).await.unwrap().unwrap();
-    assert_eq!((rec.status, rec.processed_at_ms, rec.lease_expires_at_ms), (Status::Processed, Some(NOW + 2_000), None));
-    assert_eq!(rec.outcome.as_deref(), Some("handled"));
-    assert_eq!(store.claim(&req(&a, "aa", NOW + 3_000, 30_000)).await.unwrap(), ClaimOutcome::Duplicate);
     assert_eq!(
-        store.claim(&req(&a, "bb", NOW + 3_000, 30_000)).await.unwrap(),
-        ClaimOutcome::Conflict { stored_sha256: "aa".into() }
+        (rec.status, rec.processed_at_ms, rec.lease_expires_at_ms),
+        (Status::Processed, Some(NOW + 2_000), None)
+    );
+    assert_eq!(rec.outcome.as_deref(), Some("handled"));
+    assert_eq!(
+        store
+            .claim(&req(&a, "aa", NOW + 3_000, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::Duplicate
+    );
+    assert_eq!(
+        store
+            .claim(&req(&a, "bb", NOW + 3_000, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::Conflict {
+            stored_sha256: "aa".into()
+        }
     );
 
     // Failed → claimable again; only the current attempt may finish.
     let b = k("evt_b");
-    assert_eq!(store.claim(&req(&b, "aa", NOW, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 1 });
+    assert_eq!(
+        store.claim(&req(&b, "aa", NOW, 30_000)).await.unwrap(),
+        ClaimOutcome::Claimed { attempts: 1 }
+    );
     store.fail(&b, 1, "boom", NOW + 1).await.unwrap();
     let rec = store.get(&b).await.unwrap().unwrap();
-    assert_eq!((rec.status, rec.last_error.as_deref()), (Status::Failed, Some("boom")));
-    assert_eq!(store.claim(&req(&b, "aa", NOW + 5, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 2 });
-    assert!(matches!(store.complete(&b, 1, "handled", NOW + 6).await, Err(StoreError::LeaseLost { .. })));
+    assert_eq!(
+        (rec.status, rec.last_error.as_deref()),
+        (Status::Failed, Some("boom"))
+    );
+    assert_eq!(
+        store.claim(&req(&b, "aa", NOW + 5, 30_000)).await.unwrap(),
+        ClaimOutcome::Claimed { attempts: 2 }
+    );
+    assert!(matches!(
+        store.complete(&b, 1, "handled", NOW + 6).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
     store.complete(&b, 2, "handled", NOW + 7).await.unwrap();
 
     // An expired lease is taken over; the old attempt then cannot finish.
     let c = k("evt_c");
     store.claim(&req(&c, "aa", NOW, 1_000)).await.unwrap();
-    assert_eq!(store.claim(&req(&c, "aa", NOW + 1_000, 30_000)).await.unwrap(), ClaimOutcome::InProgress { lease_expires_at_ms: Some(NOW + 1_000) });
-    assert_eq!(store.claim(&req(&c, "aa", NOW + 1_001, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 2 });
-    assert!(matches!(store.fail(&c, 1, "late", NOW + 1_002).await, Err(StoreError::LeaseLost { .. })));
+    assert_eq!(
+        store
+            .claim(&req(&c, "aa", NOW + 1_000, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::InProgress {
+            lease_expires_at_ms: Some(NOW + 1_000)
+        }
+    );
+    assert_eq!(
+        store
+            .claim(&req(&c, "aa", NOW + 1_001, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed { attempts: 2 }
+    );
+    assert!(matches!(
+        store.fail(&c, 1, "late", NOW + 1_002).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
 
     // C29: a processed record whose dedupe window ended is claimable, even if TTL has not
     // deleted it yet.
@@ -95,7 +149,10 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
         payload: None,
     };
     store.put_record(&old).await.unwrap();
-    assert_eq!(store.claim(&req(&d, "aa", NOW, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 2 });
+    assert_eq!(
+        store.claim(&req(&d, "aa", NOW, 30_000)).await.unwrap(),
+        ClaimOutcome::Claimed { attempts: 2 }
+    );
 
     // C27(c): IN_PROGRESS written without a lease is stale only after the limit.
     let e = k("evt_e");
@@ -105,15 +162,44 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
     old.body_sha256 = "aa".into();
     old.updated_at_ms = Some(NOW - 1_000);
     store.put_record(&old).await.unwrap();
-    assert!(matches!(store.claim(&req(&e, "aa", NOW, 30_000)).await.unwrap(), ClaimOutcome::InProgress { .. }));
-    assert_eq!(store.claim(&req(&e, "aa", NOW + 900_000, 30_000)).await.unwrap(), ClaimOutcome::Claimed { attempts: 2 });
+    assert!(matches!(
+        store.claim(&req(&e, "aa", NOW, 30_000)).await.unwrap(),
+        ClaimOutcome::InProgress { .. }
+    ));
+    assert_eq!(
+        store
+            .claim(&req(&e, "aa", NOW + 900_000, 30_000))
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed { attempts: 2 }
+    );
 
     // Entities: newest wins.
     let id = format!("{p}-order-1");
-    assert!(store.put_if_newer("order", &id, 2, &json!({"s": 2})).await.unwrap());
-    assert!(!store.put_if_newer("order", &id, 1, &json!({"s": 1})).await.unwrap());
-    assert!(!store.put_if_newer("order", &id, 2, &json!({"s": "again"})).await.unwrap());
-    assert!(store.put_if_newer("order", &id, 3, &json!({"s": 3})).await.unwrap());
+    assert!(
+        store
+            .put_if_newer("order", &id, 2, &json!({"s": 2}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if_newer("order", &id, 1, &json!({"s": 1}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if_newer("order", &id, 2, &json!({"s": "again"}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_if_newer("order", &id, 3, &json!({"s": 3}))
+            .await
+            .unwrap()
+    );
     let ent = store.get_entity("order", &id).await.unwrap().unwrap();
     assert_eq!((ent.version, ent.state), (3, json!({"s": 3})));
     assert!(store.get_entity("order", "nope").await.unwrap().is_none());
@@ -132,7 +218,10 @@ async fn sqlite_file_store_follows_the_contract_across_reopen() {
     let path = dir.join("events.db");
     contract(&SqliteEventStore::open(&path).unwrap(), "stripe").await;
     let reopened = SqliteEventStore::open(&path).unwrap();
-    assert_eq!(reopened.get("stripe#evt_a").await.unwrap().unwrap().status, Status::Processed);
+    assert_eq!(
+        reopened.get("stripe#evt_a").await.unwrap().unwrap().status,
+        Status::Processed
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -141,7 +230,9 @@ async fn dynamodb_store_follows_the_contract_on_moto() {
     let config = testing::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = testing::unique("webhook-events");
-    DynamoDbEventStore::create_table(&client, &table).await.unwrap();
+    DynamoDbEventStore::create_table(&client, &table)
+        .await
+        .unwrap();
     contract(&DynamoDbEventStore::new(client, table), "stripe").await;
 }
 
@@ -150,5 +241,14 @@ async fn dynamodb_unreachable_is_unavailable_not_a_claim() {
     let config = testing::config_for("http://127.0.0.1:9").await;
     let store = DynamoDbEventStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     let r = store.claim(&req("stripe#evt_x", "aa", NOW, 30_000)).await;
-    assert!(matches!(r, Err(StoreError::Unavailable { operation: "claim", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Unavailable {
+                operation: "claim",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }

@@ -42,13 +42,22 @@ impl IngestConfig {
     /// # Errors
     /// [`IngestConfigError`] naming the variable.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, IngestConfigError> {
-        let queue_url = var("DOORBELL_QUEUE_URL").ok_or(IngestConfigError::Missing("DOORBELL_QUEUE_URL"))?;
-        let sources = Sources::from_json(&var("DOORBELL_SOURCES").ok_or(IngestConfigError::Missing("DOORBELL_SOURCES"))?)?;
+        let queue_url =
+            var("DOORBELL_QUEUE_URL").ok_or(IngestConfigError::Missing("DOORBELL_QUEUE_URL"))?;
+        let sources = Sources::from_json(
+            &var("DOORBELL_SOURCES").ok_or(IngestConfigError::Missing("DOORBELL_SOURCES"))?,
+        )?;
         let max_message_bytes = match var("DOORBELL_QUEUE_MAX_MESSAGE_BYTES") {
-            Some(v) => v.parse().map_err(|_| IngestConfigError::Invalid("DOORBELL_QUEUE_MAX_MESSAGE_BYTES"))?,
+            Some(v) => v
+                .parse()
+                .map_err(|_| IngestConfigError::Invalid("DOORBELL_QUEUE_MAX_MESSAGE_BYTES"))?,
             None => DEFAULT_MAX_MESSAGE_BYTES,
         };
-        Ok(Self { queue_url, sources, max_message_bytes })
+        Ok(Self {
+            queue_url,
+            sources,
+            max_message_bytes,
+        })
     }
 
     /// Reads the process environment.
@@ -67,10 +76,15 @@ mod tests {
     #[test]
     fn names_the_missing_variable_and_never_echoes_secrets() {
         let e = IngestConfig::from_lookup(|_| None).unwrap_err();
-        assert_eq!(e.to_string(), "environment variable DOORBELL_QUEUE_URL is not set");
+        assert_eq!(
+            e.to_string(),
+            "environment variable DOORBELL_QUEUE_URL is not set"
+        );
         let e = IngestConfig::from_lookup(|k| match k {
             "DOORBELL_QUEUE_URL" => Some("http://q".into()),
-            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"s","provider":"stripe","secrets":"whsec_LEAK"}]}"#.into()),
+            "DOORBELL_SOURCES" => Some(
+                r#"{"sources":[{"name":"s","provider":"stripe","secrets":"whsec_LEAK"}]}"#.into(),
+            ),
             _ => None,
         })
         .unwrap_err();
@@ -81,7 +95,9 @@ mod tests {
     fn debug_of_a_valid_config_redacts_secrets() {
         let c = IngestConfig::from_lookup(|k| match k {
             "DOORBELL_QUEUE_URL" => Some("http://q".into()),
-            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"s","provider":"stripe","secrets":["whsec_LEAK"]}]}"#.into()),
+            "DOORBELL_SOURCES" => Some(
+                r#"{"sources":[{"name":"s","provider":"stripe","secrets":["whsec_LEAK"]}]}"#.into(),
+            ),
             _ => None,
         })
         .unwrap();

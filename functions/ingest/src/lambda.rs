@@ -20,7 +20,9 @@ pub const INVALID_BODY_HEADER: &str = "x-doorbell-invalid-body";
 
 /// The Lambda service: [`Base64Guard`] in front of `lambda_http`'s adapter around `app`.
 pub fn service(app: Router) -> Base64Guard<Adapter<'static, axum::response::Response, Router>> {
-    Base64Guard { inner: Adapter::from(app) }
+    Base64Guard {
+        inner: Adapter::from(app),
+    }
 }
 
 /// Checks base64 bodies before `lambda_http` decodes them. See the module docs.
@@ -29,10 +31,17 @@ pub struct Base64Guard<S> {
     inner: S,
 }
 
-fn guard(body: &mut Option<String>, is_base64: &mut bool, headers: &mut HeaderMap, multi: Option<&mut HeaderMap>) {
+fn guard(
+    body: &mut Option<String>,
+    is_base64: &mut bool,
+    headers: &mut HeaderMap,
+    multi: Option<&mut HeaderMap>,
+) {
     headers.remove(INVALID_BODY_HEADER);
     let bad = *is_base64
-        && body.as_deref().is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err());
+        && body
+            .as_deref()
+            .is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err());
     if let Some(m) = multi {
         m.remove(INVALID_BODY_HEADER);
         if bad {
@@ -49,9 +58,21 @@ fn guard(body: &mut Option<String>, is_base64: &mut bool, headers: &mut HeaderMa
 /// Applies the guard to one event (public for fixture tests).
 pub fn sanitize(req: &mut LambdaRequest) {
     match req {
-        LambdaRequest::ApiGatewayV1(r) => guard(&mut r.body, &mut r.is_base64_encoded, &mut r.headers, Some(&mut r.multi_value_headers)),
-        LambdaRequest::ApiGatewayV2(r) => guard(&mut r.body, &mut r.is_base64_encoded, &mut r.headers, None),
-        LambdaRequest::Alb(r) => guard(&mut r.body, &mut r.is_base64_encoded, &mut r.headers, Some(&mut r.multi_value_headers)),
+        LambdaRequest::ApiGatewayV1(r) => guard(
+            &mut r.body,
+            &mut r.is_base64_encoded,
+            &mut r.headers,
+            Some(&mut r.multi_value_headers),
+        ),
+        LambdaRequest::ApiGatewayV2(r) => {
+            guard(&mut r.body, &mut r.is_base64_encoded, &mut r.headers, None)
+        }
+        LambdaRequest::Alb(r) => guard(
+            &mut r.body,
+            &mut r.is_base64_encoded,
+            &mut r.headers,
+            Some(&mut r.multi_value_headers),
+        ),
         _ => {}
     }
 }

@@ -90,19 +90,30 @@ async fn receive(
     let (parts, body) = req.into_parts();
     if parts.headers.contains_key(lambda::INVALID_BODY_HEADER) {
         tracing::warn!(source = %name, outcome = "invalid_base64_body", "rejected");
-        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not valid base64"}));
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "body is not valid base64"}),
+        );
     }
     match read_body(&parts.headers, body, source.max_body_bytes).await {
         Ok(bytes) => ingest(&state, source, &parts.headers, &bytes).await,
         Err(status) => {
             tracing::info!(source = %name, outcome = "body_rejected", status = status.as_u16(), "rejected");
-            let msg = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload too large" } else { "unreadable body" };
+            let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload too large"
+            } else {
+                "unreadable body"
+            };
             reply(status, json!({"error": msg}))
         }
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, StatusCode> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, StatusCode> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -113,14 +124,27 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }
+        if too_large {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        }
     })
 }
 
 /// Verifies and enqueues one delivery whose body has been read.
-async fn ingest(state: &IngestState, source: &SourceConfig, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn ingest(
+    state: &IngestState,
+    source: &SourceConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let now_ms = state.clock.now_ms();
-    let verified = match verify_at(&WebhookRequest { headers, body }, source, now_ms.div_euclid(1000)) {
+    let verified = match verify_at(
+        &WebhookRequest { headers, body },
+        source,
+        now_ms.div_euclid(1000),
+    ) {
         Ok(v) => v,
         Err(e) if e.is_authentic() => {
             tracing::warn!(source = %source.name, provider = %source.provider, outcome = "no_event_id", reason = %e, "rejected");
@@ -131,14 +155,22 @@ async fn ingest(state: &IngestState, source: &SourceConfig, headers: &HeaderMap,
                 source = %source.name, provider = %source.provider, outcome = "signature_rejected",
                 reason = e.reason(), detail = %e, metric = "SignatureRejected", "rejected"
             );
-            return reply(StatusCode::UNAUTHORIZED, json!({"error": "invalid signature"}));
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid signature"}),
+            );
         }
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let envelope = Envelope::new(source, verified, body, content_type, now_ms);
     let message = OutgoingMessage {
         body: envelope.to_json(),
-        attributes: vec![("source", envelope.source.clone()), ("event_type", envelope.event_type.clone())],
+        attributes: vec![
+            ("source", envelope.source.clone()),
+            ("event_type", envelope.event_type.clone()),
+        ],
         group_id: None,
         deduplication_id: None,
     };
@@ -148,19 +180,29 @@ async fn ingest(state: &IngestState, source: &SourceConfig, headers: &HeaderMap,
                 source = %envelope.source, event_id = %envelope.event_id, event_type = %envelope.event_type,
                 message_id = %message_id, outcome = "enqueued", "received"
             );
-            reply(StatusCode::OK, json!({"received": true, "id": envelope.event_id}))
+            reply(
+                StatusCode::OK,
+                json!({"received": true, "id": envelope.event_id}),
+            )
         }
         Err(e @ QueueError::TooLarge { .. }) => {
             tracing::error!(source = %envelope.source, event_id = %envelope.event_id, outcome = "too_large", error = %e, "not enqueued");
-            reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "payload too large"}))
+            reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "payload too large"}),
+            )
         }
         Err(e) => {
             tracing::error!(
                 source = %envelope.source, event_id = %envelope.event_id, outcome = "queue_unavailable",
                 error = %e, metric = "EnqueueFailed", "not enqueued"
             );
-            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "queue unavailable"}));
-            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "queue unavailable"}),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             r
         }
     }

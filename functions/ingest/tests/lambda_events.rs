@@ -18,7 +18,8 @@ const STRIPE_SECRET: &str = "whsec_FAKE_test_secret_0001";
 const GITHUB_SECRET: &str = "gh-FAKE-secret";
 const S1_B64: &str = "ewogICJpZCI6ICJldnRfRkFLRTAwMDEiLAogICJvYmplY3QiOiAiZXZlbnQiLAogICJ0eXBlIjogImN1c3RvbWVyLnN1YnNjcmlwdGlvbi5jcmVhdGVkIiwKICAiY3JlYXRlZCI6IDE3MDAwMDAwMDAsCiAgImRhdGEiOiB7CiAgICAib2JqZWN0IjogewogICAgICAiaWQiOiAic3ViX0ZBS0UwMDAxIiwKICAgICAgInN0YXR1cyI6ICJpbmNvbXBsZXRlIiwKICAgICAgImRlc2NyaXB0aW9uIjogIkNhZsOpIOKYlSBwbGFuIgogICAgfQogIH0KfQo=";
 const S1_SHA256: &str = "61fb449dee2695554d4536fd27349475dd55d6b2434a5a84fd1063af8d8f8c7d";
-const S1_HEADER: &str = "t=1700000000,v1=cac88ca85c525bd26d085b56585236600593366a4f7bde33ef5fa6dad3a2ce02";
+const S1_HEADER: &str =
+    "t=1700000000,v1=cac88ca85c525bd26d085b56585236600593366a4f7bde33ef5fa6dad3a2ce02";
 const G1: &str = r#"{"zen":"Fake zen.","hook_id":123456,"hook":{"type":"Repository","id":123456}}"#;
 const G1_SIG: &str = "sha256=8805ee1b926f166fa9818a1368ae07d64e8615d2ce30b4bb5d9271ef0058f57a";
 const G1_SHA1: &str = "sha1=28080d3ec980c927750e3f956ced4661b1cd7a34";
@@ -48,7 +49,10 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(NOW * 1000));
         let queue = Arc::new(MemoryQueue::new(
             "events",
-            MemoryQueueConfig { max_message_bytes, ..Default::default() },
+            MemoryQueueConfig {
+                max_message_bytes,
+                ..Default::default()
+            },
             clock.clone(),
         ));
         let sources = Sources::from_json(
@@ -60,23 +64,38 @@ impl Harness {
             .to_string(),
         )
         .unwrap();
-        let state = IngestState { sources: Arc::new(sources), queue: queue.clone(), clock };
+        let state = IngestState {
+            sources: Arc::new(sources),
+            queue: queue.clone(),
+            clock,
+        };
         Self { queue, state }
     }
 
     /// Invokes the Lambda service with a raw event; returns (statusCode, body JSON or text).
     async fn invoke(&self, event: Value) -> (u16, Value) {
-        let req: LambdaRequest = serde_json::from_value(event).expect("event deserialises as lambda_http does");
+        let req: LambdaRequest =
+            serde_json::from_value(event).expect("event deserialises as lambda_http does");
         let mut svc = lambda::service(app(self.state.clone()));
-        let resp = svc.call(LambdaEvent::new(req, Context::default())).await.unwrap();
+        let resp = svc
+            .call(LambdaEvent::new(req, Context::default()))
+            .await
+            .unwrap();
         let resp = serde_json::to_value(resp).unwrap();
         let status = resp["statusCode"].as_u64().unwrap() as u16;
         let body = resp["body"].as_str().unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+        )
     }
 
     fn envelopes(&self) -> Vec<Envelope> {
-        self.queue.peek_bodies().iter().map(|b| Envelope::parse(b).unwrap()).collect()
+        self.queue
+            .peek_bodies()
+            .iter()
+            .map(|b| Envelope::parse(b).unwrap())
+            .collect()
     }
 }
 
@@ -103,8 +122,10 @@ fn v2(source: &str, headers: &[(&str, &str)], body: &str, is_b64: bool) -> Value
 
 /// REST API v1 event through SAM's default `Prod` stage.
 fn v1(source: &str, headers: &[(&str, &str)], body: &str, is_b64: bool) -> Value {
-    let multi: serde_json::Map<String, Value> =
-        headers.iter().map(|(k, v)| ((*k).to_owned(), json!([v]))).collect();
+    let multi: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!([v])))
+        .collect();
     json!({
         "resource": "/webhooks/{source}", "path": format!("/webhooks/{source}"), "httpMethod": "POST",
         "headers": headers_obj(headers), "multiValueHeaders": multi, "queryStringParameters": null,
@@ -129,11 +150,22 @@ fn function_url(path: &str, headers: &[(&str, &str)], body: &str, is_b64: bool) 
 }
 
 fn stripe_headers() -> Vec<(&'static str, &'static str)> {
-    vec![("content-type", "application/json; charset=utf-8"), ("stripe-signature", S1_HEADER)]
+    vec![
+        ("content-type", "application/json; charset=utf-8"),
+        ("stripe-signature", S1_HEADER),
+    ]
 }
 
-fn github_headers(sig: &'static str, content_type: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
-    let mut h = vec![("x-hub-signature-256", sig), ("x-github-event", "ping"), ("x-github-delivery", DELIVERY), ("x-github-hook-id", "123456")];
+fn github_headers(
+    sig: &'static str,
+    content_type: Option<&'static str>,
+) -> Vec<(&'static str, &'static str)> {
+    let mut h = vec![
+        ("x-hub-signature-256", sig),
+        ("x-github-event", "ping"),
+        ("x-github-delivery", DELIVERY),
+        ("x-github-hook-id", "123456"),
+    ];
     if let Some(ct) = content_type {
         h.push(("content-type", ct));
     }
@@ -143,13 +175,18 @@ fn github_headers(sig: &'static str, content_type: Option<&'static str>) -> Vec<
 #[tokio::test]
 async fn c01_verifies_the_exact_raw_body_and_enqueues_it_byte_for_byte() {
     let h = Harness::new();
-    let (status, body) = h.invoke(v2("stripe", &stripe_headers(), &s1(), false)).await;
+    let (status, body) = h
+        .invoke(v2("stripe", &stripe_headers(), &s1(), false))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"received": true, "id": "evt_FAKE0001"}));
     let envs = h.envelopes();
     assert_eq!(envs.len(), 1);
     assert_eq!(envs[0].body_sha256, S1_SHA256);
-    assert_eq!(envs[0].body_bytes().unwrap().as_ref(), b64(S1_B64).as_slice());
+    assert_eq!(
+        envs[0].body_bytes().unwrap().as_ref(),
+        b64(S1_B64).as_slice()
+    );
     assert_eq!(envs[0].idempotency_key, "stripe#evt_FAKE0001");
     assert_eq!(envs[0].event_type, "customer.subscription.created");
 }
@@ -158,7 +195,9 @@ async fn c01_verifies_the_exact_raw_body_and_enqueues_it_byte_for_byte() {
 async fn c01_reserialized_body_with_the_original_signature_is_401() {
     let h = Harness::new();
     let v: Value = serde_json::from_str(&s1()).unwrap();
-    let (status, body) = h.invoke(v2("stripe", &stripe_headers(), &v.to_string(), false)).await;
+    let (status, body) = h
+        .invoke(v2("stripe", &stripe_headers(), &v.to_string(), false))
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body, json!({"error": "invalid signature"}));
     assert!(h.queue.is_empty());
@@ -168,21 +207,30 @@ async fn c01_reserialized_body_with_the_original_signature_is_401() {
 async fn c02_base64_bodies_are_decoded_before_verification() {
     let h = Harness::new();
     // (a) REST v1, binary media type delivery.
-    let (status, _) = h.invoke(v1("stripe", &stripe_headers(), S1_B64, true)).await;
+    let (status, _) = h
+        .invoke(v1("stripe", &stripe_headers(), S1_B64, true))
+        .await;
     assert_eq!(status, 200);
     // (b) HTTP API v2, no content-type: API Gateway base64-encodes the body.
     let g1_b64 = base64::engine::general_purpose::STANDARD.encode(G1);
-    let (status, _) = h.invoke(v2("github", &github_headers(G1_SIG, None), &g1_b64, true)).await;
+    let (status, _) = h
+        .invoke(v2("github", &github_headers(G1_SIG, None), &g1_b64, true))
+        .await;
     assert_eq!(status, 200);
     let envs = h.envelopes();
-    assert_eq!(envs[0].body_bytes().unwrap().as_ref(), b64(S1_B64).as_slice());
+    assert_eq!(
+        envs[0].body_bytes().unwrap().as_ref(),
+        b64(S1_B64).as_slice()
+    );
     assert_eq!(envs[1].body_bytes().unwrap().as_ref(), G1.as_bytes());
 }
 
 #[tokio::test]
 async fn c02_body_claiming_base64_that_is_not_is_400_without_panic() {
     let h = Harness::new();
-    let (status, body) = h.invoke(v2("stripe", &stripe_headers(), "%%%not base64%%%", true)).await;
+    let (status, body) = h
+        .invoke(v2("stripe", &stripe_headers(), "%%%not base64%%%", true))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(h.queue.is_empty());
     // A client cannot forge the marker to make a valid request fail differently.
@@ -196,13 +244,23 @@ async fn c02_body_claiming_base64_that_is_not_is_400_without_panic() {
 async fn c03_github_form_body_verifies_over_the_raw_form_bytes() {
     let h = Harness::new();
     let form = Some("application/x-www-form-urlencoded");
-    let (status, _) = h.invoke(v2("github", &github_headers(G2_SIG, form), G2_B64, true)).await;
+    let (status, _) = h
+        .invoke(v2("github", &github_headers(G2_SIG, form), G2_B64, true))
+        .await;
     assert_eq!(status, 200);
     let envs = h.envelopes();
-    assert_eq!(envs[0].body_bytes().unwrap().as_ref(), b64(G2_B64).as_slice());
-    assert_eq!(envs[0].content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        envs[0].body_bytes().unwrap().as_ref(),
+        b64(G2_B64).as_slice()
+    );
+    assert_eq!(
+        envs[0].content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     // The inner JSON's digest does not verify the form bytes.
-    let (status, _) = h.invoke(v2("github", &github_headers(G1_SIG, form), G2_B64, true)).await;
+    let (status, _) = h
+        .invoke(v2("github", &github_headers(G1_SIG, form), G2_B64, true))
+        .await;
     assert_eq!(status, 401);
     assert_eq!(h.queue.len(), 1);
 }
@@ -211,11 +269,26 @@ async fn c03_github_form_body_verifies_over_the_raw_form_bytes() {
 async fn c05_every_event_shape_routes_and_verifies() {
     let h = Harness::new();
     // Function URL.
-    let (status, _) = h.invoke(function_url("/webhooks/stripe", &stripe_headers(), &s1(), false)).await;
+    let (status, _) = h
+        .invoke(function_url(
+            "/webhooks/stripe",
+            &stripe_headers(),
+            &s1(),
+            false,
+        ))
+        .await;
     assert_eq!(status, 200);
     // REST v1 with the header in its original case.
     let (status, _) = h
-        .invoke(v1("stripe", &[("Content-Type", "application/json"), ("Stripe-Signature", S1_HEADER)], &s1(), false))
+        .invoke(v1(
+            "stripe",
+            &[
+                ("Content-Type", "application/json"),
+                ("Stripe-Signature", S1_HEADER),
+            ],
+            &s1(),
+            false,
+        ))
         .await;
     assert_eq!(status, 200);
     // Console test event: headers null → 401 (missing signature), not a deserialisation error.
@@ -284,7 +357,15 @@ async fn c08_malformed_signatures_are_401_and_enqueue_nothing() {
     }
     for sig in ["t=abc,v1=zz", "garbage", "", "t=1700000000,v1="] {
         let (status, _) = h
-            .invoke(v2("stripe", &[("content-type", "application/json"), ("stripe-signature", sig)], &s1(), false))
+            .invoke(v2(
+                "stripe",
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", sig),
+                ],
+                &s1(),
+                false,
+            ))
             .await;
         assert_eq!(status, 401, "stripe {sig:?}");
     }
@@ -294,7 +375,11 @@ async fn c08_malformed_signatures_are_401_and_enqueue_nothing() {
 #[tokio::test]
 async fn c12_only_the_sha256_header_counts_and_ping_is_accepted() {
     let h = Harness::new();
-    let only_sha1 = [("x-hub-signature", G1_SHA1), ("x-github-event", "ping"), ("x-github-delivery", DELIVERY)];
+    let only_sha1 = [
+        ("x-hub-signature", G1_SHA1),
+        ("x-github-event", "ping"),
+        ("x-github-delivery", DELIVERY),
+    ];
     assert_eq!(h.invoke(v2("github", &only_sha1, G1, false)).await.0, 401);
     let mut both = github_headers(G1_SIG, Some("application/json"));
     both.push(("x-hub-signature", G1_SHA1));
@@ -312,7 +397,9 @@ async fn c12_only_the_sha256_header_counts_and_ping_is_accepted() {
 async fn oversized_body_is_413_and_verified_body_without_event_id_is_400() {
     let h = Harness::new();
     let big = "x".repeat(65);
-    let (status, _) = h.invoke(v2("small", &github_headers(G1_SIG, None), &big, false)).await;
+    let (status, _) = h
+        .invoke(v2("small", &github_headers(G1_SIG, None), &big, false))
+        .await;
     assert_eq!(status, 413);
     // Signed correctly, but no X-GitHub-Delivery: authentic, unusable → 400.
     let headers = [("x-hub-signature-256", G1_SIG), ("x-github-event", "ping")];
@@ -325,7 +412,9 @@ async fn oversized_body_is_413_and_verified_body_without_event_id_is_400() {
 #[tokio::test]
 async fn envelope_over_the_queue_limit_is_413_never_2xx() {
     let h = Harness::with_queue_limit(300);
-    let (status, _) = h.invoke(v2("stripe", &stripe_headers(), &s1(), false)).await;
+    let (status, _) = h
+        .invoke(v2("stripe", &stripe_headers(), &s1(), false))
+        .await;
     assert_eq!(status, 413);
     assert!(h.queue.is_empty());
 }
@@ -335,20 +424,44 @@ async fn c18_idempotency_keys_are_scoped_by_source_and_hook_not_by_time_or_messa
     let h = Harness::new();
     // The same delivery GUID to two hooks → two keys; a redelivery to the same hook → one key.
     for hook in ["111", "222", "111"] {
-        let headers = [("x-hub-signature-256", G1_SIG), ("x-github-event", "ping"), ("x-github-delivery", DELIVERY), ("x-github-hook-id", hook)];
+        let headers = [
+            ("x-hub-signature-256", G1_SIG),
+            ("x-github-event", "ping"),
+            ("x-github-delivery", DELIVERY),
+            ("x-github-hook-id", hook),
+        ];
         assert_eq!(h.invoke(v2("github", &headers, G1, false)).await.0, 200);
     }
-    let keys: Vec<String> = h.envelopes().into_iter().map(|e| e.idempotency_key).collect();
-    assert_eq!(keys, vec![format!("github#111:{DELIVERY}"), format!("github#222:{DELIVERY}"), format!("github#111:{DELIVERY}")]);
+    let keys: Vec<String> = h
+        .envelopes()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("github#111:{DELIVERY}"),
+            format!("github#222:{DELIVERY}"),
+            format!("github#111:{DELIVERY}")
+        ]
+    );
     // Stripe: the key is the source and the event id, whatever the signature time.
     let h = Harness::new();
     let body = s1();
     for t in [NOW, NOW - 100] {
-        let sig = doorbell::verify::stripe::sign(&doorbell::Secret::new(STRIPE_SECRET), t, body.as_bytes());
+        let sig = doorbell::verify::stripe::sign(
+            &doorbell::Secret::new(STRIPE_SECRET),
+            t,
+            body.as_bytes(),
+        );
         let headers = [("stripe-signature", sig.as_str())];
         assert_eq!(h.invoke(v2("stripe", &headers, &body, false)).await.0, 200);
     }
-    let keys: Vec<String> = h.envelopes().into_iter().map(|e| e.idempotency_key).collect();
+    let keys: Vec<String> = h
+        .envelopes()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
     assert_eq!(keys, vec!["stripe#evt_FAKE0001", "stripe#evt_FAKE0001"]);
 }
 
@@ -358,5 +471,8 @@ async fn rejections_never_echo_secrets_or_signatures() {
     let headers = [("stripe-signature", "t=1700000000,v1=deadbeef")];
     let (_, body) = h.invoke(v2("stripe", &headers, &s1(), false)).await;
     let text = body.to_string();
-    assert!(!text.contains("deadbeef") && !text.contains("whsec"), "{text}");
+    assert!(
+        !text.contains("deadbeef") && !text.contains("whsec"),
+        "{text}"
+    );
 }

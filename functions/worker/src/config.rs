@@ -63,12 +63,20 @@ impl WorkerSettings {
         };
         let mut worker = WorkerConfig::default();
         if let Some(v) = var("DOORBELL_MAX_CONCURRENCY") {
-            worker.max_concurrency = v.parse().map_err(|_| WorkerConfigError::Invalid("DOORBELL_MAX_CONCURRENCY"))?;
+            worker.max_concurrency = v
+                .parse()
+                .map_err(|_| WorkerConfigError::Invalid("DOORBELL_MAX_CONCURRENCY"))?;
         }
         if let Some(v) = var("DOORBELL_DEDUPE_WINDOW_SECONDS") {
-            worker.dedupe_window_s = v.parse().map_err(|_| WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS"))?;
+            worker.dedupe_window_s = v
+                .parse()
+                .map_err(|_| WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS"))?;
         }
-        Ok(Self { table, sources, worker })
+        Ok(Self {
+            table,
+            sources,
+            worker,
+        })
     }
 
     /// Reads the process environment.
@@ -88,7 +96,9 @@ mod tests {
     fn reads_table_sources_and_tuning() {
         let s = WorkerSettings::from_lookup(|k| match k {
             "DOORBELL_TABLE" => Some("t".into()),
-            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"pay","provider":"stripe","secrets":["x"]}]}"#.into()),
+            "DOORBELL_SOURCES" => {
+                Some(r#"{"sources":[{"name":"pay","provider":"stripe","secrets":["x"]}]}"#.into())
+            }
             "DOORBELL_MAX_CONCURRENCY" => Some("4".into()),
             _ => None,
         })
@@ -96,7 +106,9 @@ mod tests {
         assert_eq!(s.sources, vec![("pay".to_owned(), Provider::Stripe)]);
         assert_eq!(s.worker.max_concurrency, 4);
         assert_eq!(
-            WorkerSettings::from_lookup(|_| None).unwrap_err().to_string(),
+            WorkerSettings::from_lookup(|_| None)
+                .unwrap_err()
+                .to_string(),
             "environment variable DOORBELL_TABLE is not set"
         );
     }

@@ -139,8 +139,18 @@ pub struct Worker {
 
 impl Worker {
     /// A worker.
-    pub fn new(store: Arc<dyn EventStore>, handlers: HandlerRegistry, clock: Arc<dyn Clock>, config: WorkerConfig) -> Self {
-        Self { store, handlers, clock, config }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        handlers: HandlerRegistry,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            store,
+            handlers,
+            clock,
+            config,
+        }
     }
 
     /// Processes a batch; `deadline_ms` is when the invocation must end (epoch ms; Lambda's
@@ -150,8 +160,16 @@ impl Worker {
     }
 
     /// Like [`Worker::handle`], also returning each record's report, in record order.
-    pub async fn handle_detailed(&self, event: SqsEvent, deadline_ms: Option<i64>) -> (SqsBatchResponse, Vec<RecordReport>) {
-        let pending: Vec<_> = event.records.iter().map(|r| self.process(r, deadline_ms)).collect();
+    pub async fn handle_detailed(
+        &self,
+        event: SqsEvent,
+        deadline_ms: Option<i64>,
+    ) -> (SqsBatchResponse, Vec<RecordReport>) {
+        let pending: Vec<_> = event
+            .records
+            .iter()
+            .map(|r| self.process(r, deadline_ms))
+            .collect();
         let reports: Vec<RecordReport> = futures::stream::iter(pending)
             .buffered(self.config.max_concurrency.max(1))
             .collect()
@@ -171,12 +189,21 @@ impl Worker {
 
     fn lease_expires_at(&self, now_ms: i64, deadline_ms: Option<i64>) -> i64 {
         let remaining = deadline_ms.map_or(self.config.lease_ceiling_ms, |d| d - now_ms);
-        now_ms + remaining.clamp(self.config.lease_floor_ms, self.config.lease_ceiling_ms.max(self.config.lease_floor_ms))
+        now_ms
+            + remaining.clamp(
+                self.config.lease_floor_ms,
+                self.config.lease_ceiling_ms.max(self.config.lease_floor_ms),
+            )
     }
 
     async fn process(&self, record: &SqsMessage, deadline_ms: Option<i64>) -> RecordReport {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let mut report = RecordReport { message_id, idempotency_key: None, event_id: None, outcome: RecordOutcome::Processed };
+        let mut report = RecordReport {
+            message_id,
+            idempotency_key: None,
+            event_id: None,
+            outcome: RecordOutcome::Processed,
+        };
         let envelope = match Envelope::parse(record.body.as_deref().unwrap_or("")) {
             Ok(e) => e,
             Err(e) => {
@@ -197,7 +224,11 @@ impl Worker {
             return RecordOutcome::BadEnvelope("undecodable body".into());
         };
         let now_ms = self.clock.now_ms();
-        let payload = envelope.body.as_ref().filter(|b| b.len() <= MAX_STORED_PAYLOAD_BYTES).cloned();
+        let payload = envelope
+            .body
+            .as_ref()
+            .filter(|b| b.len() <= MAX_STORED_PAYLOAD_BYTES)
+            .cloned();
         let claim = ClaimRequest {
             key: envelope.idempotency_key.clone(),
             source: envelope.source.clone(),
@@ -226,17 +257,30 @@ impl Worker {
             Err(e) => return RecordOutcome::StoreFailed(e.to_string()),
         };
 
-        let (result, outcome_name) = match self.handlers.get(&envelope.source, &envelope.event_type) {
+        let (result, outcome_name) = match self.handlers.get(&envelope.source, &envelope.event_type)
+        {
             None => (HandlerOutcome::Ok, "ignored"),
             Some(handler) => {
-                let event = Event { envelope, body: &body };
-                let r = AssertUnwindSafe(handler.handle(&event)).catch_unwind().await;
-                (r.unwrap_or_else(|_| HandlerOutcome::Retry("handler panicked".into())), "handled")
+                let event = Event {
+                    envelope,
+                    body: &body,
+                };
+                let r = AssertUnwindSafe(handler.handle(&event))
+                    .catch_unwind()
+                    .await;
+                (
+                    r.unwrap_or_else(|_| HandlerOutcome::Retry("handler panicked".into())),
+                    "handled",
+                )
             }
         };
         let done_ms = self.clock.now_ms();
         match result {
-            HandlerOutcome::Ok => match self.store.complete(&claim.key, attempt, outcome_name, done_ms).await {
+            HandlerOutcome::Ok => match self
+                .store
+                .complete(&claim.key, attempt, outcome_name, done_ms)
+                .await
+            {
                 Ok(()) if outcome_name == "ignored" => RecordOutcome::Ignored,
                 Ok(()) => RecordOutcome::Processed,
                 Err(e) => RecordOutcome::StoreFailed(e.to_string()),

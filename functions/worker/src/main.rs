@@ -18,8 +18,14 @@ async fn main() -> Result<(), Error> {
         .init();
     let settings = WorkerSettings::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let store = Arc::new(DynamoDbEventStore::new(aws_sdk_dynamodb::Client::new(&aws), settings.table));
-    let registry = handlers::default_registry(settings.sources.iter().map(|(n, p)| (n.as_str(), *p)), store.clone());
+    let store = Arc::new(DynamoDbEventStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        settings.table,
+    ));
+    let registry = handlers::default_registry(
+        settings.sources.iter().map(|(n, p)| (n.as_str(), *p)),
+        store.clone(),
+    );
     let worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker);
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

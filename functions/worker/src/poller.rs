@@ -37,10 +37,16 @@ pub async fn poll_once(
         return Ok(Vec::new());
     }
     let mut event = SqsEvent::default();
-    event.records = messages.iter().map(|m| m.to_sqs_message(&source.arn, &source.region)).collect();
+    event.records = messages
+        .iter()
+        .map(|m| m.to_sqs_message(&source.arn, &source.region))
+        .collect();
     let (response, reports) = worker.handle_detailed(event, deadline_ms).await;
     for m in &messages {
-        let failed = response.batch_item_failures.iter().any(|f| f.item_identifier == m.message_id);
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == m.message_id);
         if !failed {
             queue.delete(&m.receipt_handle).await?;
         }

@@ -24,7 +24,10 @@ struct Scripted {
 
 impl Scripted {
     fn new(script: fn(usize) -> HandlerOutcome) -> Arc<Self> {
-        Arc::new(Self { calls: AtomicUsize::new(0), script })
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            script,
+        })
     }
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
@@ -57,7 +60,13 @@ fn envelope(event_id: &str, event_type: &str, body: &str) -> Envelope {
         dedupe_scope: None,
         headers: vec![],
     };
-    Envelope::new(&source, verified, body.as_bytes(), Some("application/json"), NOW_MS)
+    Envelope::new(
+        &source,
+        verified,
+        body.as_bytes(),
+        Some("application/json"),
+        NOW_MS,
+    )
 }
 
 /// An SQS event of (messageId, body, receive count) records, in the shape Lambda delivers.
@@ -78,7 +87,10 @@ fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
 }
 
 fn failures(r: &SqsBatchResponse) -> Vec<String> {
-    r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 struct Setup {
@@ -92,8 +104,17 @@ fn setup(register: impl FnOnce(&mut HandlerRegistry)) -> Setup {
     let clock = ManualClock::new(NOW_MS);
     let mut registry = HandlerRegistry::new();
     register(&mut registry);
-    let worker = Worker::new(store.clone(), registry, Arc::new(clock.clone()), WorkerConfig::default());
-    Setup { store, clock, worker }
+    let worker = Worker::new(
+        store.clone(),
+        registry,
+        Arc::new(clock.clone()),
+        WorkerConfig::default(),
+    );
+    Setup {
+        store,
+        clock,
+        worker,
+    }
 }
 
 #[tokio::test]
@@ -117,7 +138,10 @@ async fn c20_mixed_batch_reports_exactly_the_failed_records_in_camel_case() {
     );
     assert_eq!(handler.calls(), 2);
     for key in ["stripe#evt_1", "stripe#evt_4"] {
-        assert_eq!(s.store.get(key).await.unwrap().unwrap().status, Status::Processed);
+        assert_eq!(
+            s.store.get(key).await.unwrap().unwrap().status,
+            Status::Processed
+        );
     }
     let failed = s.store.get("stripe#evt_2").await.unwrap().unwrap();
     assert_eq!(failed.status, Status::Failed);
@@ -128,7 +152,10 @@ async fn c20_mixed_batch_reports_exactly_the_failed_records_in_camel_case() {
 async fn empty_batch_response_serialises_as_an_empty_list() {
     let s = setup(|_| {});
     let response = s.worker.handle(sqs_event(&[]), None).await;
-    assert_eq!(serde_json::to_string(&response).unwrap(), r#"{"batchItemFailures":[]}"#);
+    assert_eq!(
+        serde_json::to_string(&response).unwrap(),
+        r#"{"batchItemFailures":[]}"#
+    );
 }
 
 #[tokio::test]
@@ -138,7 +165,10 @@ async fn c26_duplicate_delivery_in_a_later_invocation_runs_nothing_and_is_not_a_
         r.register("stripe", "t", handler.clone());
     });
     let body = envelope("evt_FAKE0001", "t", "{}").to_json();
-    let r1 = s.worker.handle(sqs_event(&[("m-1", body.clone())]), None).await;
+    let r1 = s
+        .worker
+        .handle(sqs_event(&[("m-1", body.clone())]), None)
+        .await;
     let r2 = s.worker.handle(sqs_event(&[("m-2", body)]), None).await;
     assert!(failures(&r1).is_empty() && failures(&r2).is_empty());
     assert_eq!(handler.calls(), 1);
@@ -155,15 +185,27 @@ async fn c26_duplicates_in_one_batch_run_the_handler_once() {
     let body = envelope("evt_FAKE0001", "t", "{}").to_json();
     let (response, reports) = s
         .worker
-        .handle_detailed(sqs_event(&[("m-1", body.clone()), ("m-2", body.clone()), ("m-3", body)]), None)
+        .handle_detailed(
+            sqs_event(&[("m-1", body.clone()), ("m-2", body.clone()), ("m-3", body)]),
+            None,
+        )
         .await;
     assert_eq!(handler.calls(), 1);
     for r in &reports[1..] {
-        assert!(matches!(r.outcome, RecordOutcome::Duplicate | RecordOutcome::InProgressElsewhere), "{r:?}");
+        assert!(
+            matches!(
+                r.outcome,
+                RecordOutcome::Duplicate | RecordOutcome::InProgressElsewhere
+            ),
+            "{r:?}"
+        );
     }
     // Whatever was reported comes back later and is then a plain duplicate.
     let reported = failures(&response);
-    let again: Vec<(&str, String)> = reported.iter().map(|id| (id.as_str(), envelope("evt_FAKE0001", "t", "{}").to_json())).collect();
+    let again: Vec<(&str, String)> = reported
+        .iter()
+        .map(|id| (id.as_str(), envelope("evt_FAKE0001", "t", "{}").to_json()))
+        .collect();
     let r = s.worker.handle(sqs_event(&again), None).await;
     assert!(failures(&r).is_empty());
     assert_eq!(handler.calls(), 1);
@@ -193,11 +235,40 @@ fn seeded(status: Status, lease: Option<i64>, updated: Option<i64>) -> EventReco
 #[tokio::test]
 async fn c27_expired_lease_is_taken_over_live_lease_is_retried_and_leaseless_is_not_stuck() {
     let cases = [
-        ("expired lease", seeded(Status::InProgress, Some(NOW_MS - 1_000), Some(NOW_MS - 60_000)), 1, false),
-        ("live lease", seeded(Status::InProgress, Some(NOW_MS + 60_000), Some(NOW_MS)), 0, true),
-        ("no lease, recently updated", seeded(Status::InProgress, None, Some(NOW_MS - 1_000)), 0, true),
-        ("no lease, stale", seeded(Status::InProgress, None, Some(NOW_MS - 3_600_000)), 1, false),
-        ("no lease, no timestamps", seeded(Status::InProgress, None, None), 1, false),
+        (
+            "expired lease",
+            seeded(
+                Status::InProgress,
+                Some(NOW_MS - 1_000),
+                Some(NOW_MS - 60_000),
+            ),
+            1,
+            false,
+        ),
+        (
+            "live lease",
+            seeded(Status::InProgress, Some(NOW_MS + 60_000), Some(NOW_MS)),
+            0,
+            true,
+        ),
+        (
+            "no lease, recently updated",
+            seeded(Status::InProgress, None, Some(NOW_MS - 1_000)),
+            0,
+            true,
+        ),
+        (
+            "no lease, stale",
+            seeded(Status::InProgress, None, Some(NOW_MS - 3_600_000)),
+            1,
+            false,
+        ),
+        (
+            "no lease, no timestamps",
+            seeded(Status::InProgress, None, None),
+            1,
+            false,
+        ),
     ];
     for (name, record, calls, reported) in cases {
         let handler = Scripted::new(|_| HandlerOutcome::Ok);
@@ -205,11 +276,31 @@ async fn c27_expired_lease_is_taken_over_live_lease_is_retried_and_leaseless_is_
             r.register("stripe", "t", handler.clone());
         });
         s.store.put_record(&record).await.unwrap();
-        let r = s.worker.handle(sqs_event(&[("m-x", envelope("evt_FAKE0002", "t", "{}").to_json())]), None).await;
+        let r = s
+            .worker
+            .handle(
+                sqs_event(&[("m-x", envelope("evt_FAKE0002", "t", "{}").to_json())]),
+                None,
+            )
+            .await;
         assert_eq!(handler.calls(), calls, "{name}");
         assert_eq!(failures(&r) == ["m-x"], reported, "{name}");
-        let status = s.store.get("stripe#evt_FAKE0002").await.unwrap().unwrap().status;
-        assert_eq!(status, if calls == 1 { Status::Processed } else { Status::InProgress }, "{name}");
+        let status = s
+            .store
+            .get("stripe#evt_FAKE0002")
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        assert_eq!(
+            status,
+            if calls == 1 {
+                Status::Processed
+            } else {
+                Status::InProgress
+            },
+            "{name}"
+        );
     }
 }
 
@@ -222,7 +313,12 @@ struct LeaseProbe {
 #[async_trait::async_trait]
 impl Handler for LeaseProbe {
     async fn handle(&self, event: &Event<'_>) -> HandlerOutcome {
-        let rec = self.store.get(&event.envelope.idempotency_key).await.unwrap().unwrap();
+        let rec = self
+            .store
+            .get(&event.envelope.idempotency_key)
+            .await
+            .unwrap()
+            .unwrap();
         *self.seen.lock().unwrap() = rec.lease_expires_at_ms;
         HandlerOutcome::Ok
     }
@@ -238,25 +334,59 @@ async fn c27_lease_follows_the_deadline_and_never_falls_below_the_floor() {
         (None, NOW_MS + 900_000),
     ] {
         let store = Arc::new(SqliteEventStore::in_memory().unwrap());
-        let probe = Arc::new(LeaseProbe { store: store.clone(), seen: Default::default() });
+        let probe = Arc::new(LeaseProbe {
+            store: store.clone(),
+            seen: Default::default(),
+        });
         let mut registry = HandlerRegistry::new();
         registry.register("stripe", "t", probe.clone());
-        let worker = Worker::new(store, registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
-        worker.handle(sqs_event(&[("m-1", envelope("evt_1", "t", "{}").to_json())]), deadline).await;
-        assert_eq!(*probe.seen.lock().unwrap(), Some(expected), "deadline {deadline:?}");
+        let worker = Worker::new(
+            store,
+            registry,
+            Arc::new(ManualClock::new(NOW_MS)),
+            WorkerConfig::default(),
+        );
+        worker
+            .handle(
+                sqs_event(&[("m-1", envelope("evt_1", "t", "{}").to_json())]),
+                deadline,
+            )
+            .await;
+        assert_eq!(
+            *probe.seen.lock().unwrap(),
+            Some(expected),
+            "deadline {deadline:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn c28_failed_handler_is_retried_on_the_next_delivery_and_then_completes() {
-    let handler = Scripted::new(|n| if n == 1 { HandlerOutcome::Retry("first call fails".into()) } else { HandlerOutcome::Ok });
+    let handler = Scripted::new(|n| {
+        if n == 1 {
+            HandlerOutcome::Retry("first call fails".into())
+        } else {
+            HandlerOutcome::Ok
+        }
+    });
     let s = setup(|r| {
         r.register("stripe", "t", handler.clone());
     });
     let body = envelope("evt_FAKE0003", "t", "{}").to_json();
-    let r1 = s.worker.handle(sqs_event(&[("m-x", body.clone())]), None).await;
+    let r1 = s
+        .worker
+        .handle(sqs_event(&[("m-x", body.clone())]), None)
+        .await;
     assert_eq!(failures(&r1), ["m-x"]);
-    assert_eq!(s.store.get("stripe#evt_FAKE0003").await.unwrap().unwrap().status, Status::Failed);
+    assert_eq!(
+        s.store
+            .get("stripe#evt_FAKE0003")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
     s.clock.advance_ms(30_000);
     let r2 = s.worker.handle(sqs_event(&[("m-x", body)]), None).await;
     assert!(failures(&r2).is_empty());
@@ -285,9 +415,15 @@ async fn rejected_and_panicking_handlers_are_failed_and_reported_without_failing
         .await;
     assert_eq!(failures(&r), ["m-1", "m-2"]);
     let p = s.store.get("stripe#evt_p").await.unwrap().unwrap();
-    assert_eq!((p.status, p.last_error.as_deref()), (Status::Failed, Some("handler panicked")));
+    assert_eq!(
+        (p.status, p.last_error.as_deref()),
+        (Status::Failed, Some("handler panicked"))
+    );
     let i = s.store.get("stripe#evt_i").await.unwrap().unwrap();
-    assert_eq!((i.status, i.outcome.as_deref()), (Status::Processed, Some("ignored")));
+    assert_eq!(
+        (i.status, i.outcome.as_deref()),
+        (Status::Processed, Some("ignored"))
+    );
 }
 
 #[tokio::test]
@@ -296,12 +432,31 @@ async fn same_event_id_with_a_different_body_is_a_conflict_and_runs_nothing() {
     let s = setup(|r| {
         r.register("stripe", "t", handler.clone());
     });
-    s.worker.handle(sqs_event(&[("m-1", envelope("evt_c", "t", r#"{"a":1}"#).to_json())]), None).await;
-    let (r, reports) = s.worker.handle_detailed(sqs_event(&[("m-2", envelope("evt_c", "t", r#"{"a":2}"#).to_json())]), None).await;
+    s.worker
+        .handle(
+            sqs_event(&[("m-1", envelope("evt_c", "t", r#"{"a":1}"#).to_json())]),
+            None,
+        )
+        .await;
+    let (r, reports) = s
+        .worker
+        .handle_detailed(
+            sqs_event(&[("m-2", envelope("evt_c", "t", r#"{"a":2}"#).to_json())]),
+            None,
+        )
+        .await;
     assert!(failures(&r).is_empty());
     assert_eq!(reports[0].outcome, RecordOutcome::Conflict);
     assert_eq!(handler.calls(), 1);
-    assert_eq!(s.store.get("stripe#evt_c").await.unwrap().unwrap().body_sha256, sha256_hex(br#"{"a":1}"#));
+    assert_eq!(
+        s.store
+            .get("stripe#evt_c")
+            .await
+            .unwrap()
+            .unwrap()
+            .body_sha256,
+        sha256_hex(br#"{"a":1}"#)
+    );
 }
 
 #[tokio::test]
@@ -309,7 +464,10 @@ async fn tampered_envelope_body_is_a_bad_envelope() {
     let s = setup(|_| {});
     let mut e = envelope("evt_t", "t", "{}");
     e.body = Some("{\"x\":1}".into());
-    let (r, reports) = s.worker.handle_detailed(sqs_event(&[("m-1", e.to_json())]), None).await;
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1", e.to_json())]), None)
+        .await;
     assert_eq!(failures(&r), ["m-1"]);
     assert!(matches!(reports[0].outcome, RecordOutcome::BadEnvelope(_)));
 }
@@ -318,15 +476,40 @@ async fn tampered_envelope_body_is_a_bad_envelope() {
 async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
     let store = Arc::new(SqliteEventStore::in_memory().unwrap());
     let registry = handlers::default_registry([("github", Provider::Github)], store.clone());
-    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let worker = Worker::new(
+        store.clone(),
+        registry,
+        Arc::new(ManualClock::new(NOW_MS)),
+        WorkerConfig::default(),
+    );
     let push = r#"{"ref":"refs/heads/main","before":"a","after":"b","repository":{"full_name":"o/r","pushed_at":1700000000},"commits":[{"id":"b"}],"pusher":{"name":"n"}}"#;
-    let form = form_urlencoded::Serializer::new(String::new()).append_pair("payload", push).finish();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", push)
+        .finish();
     let source = SourceConfig::new("github", Provider::Github, vec![Secret::new("s")]);
-    let verified = Verified { event_id: "d-1".into(), event_type: "push".into(), occurred_at_ms: None, dedupe_scope: None, headers: vec![] };
-    let env = Envelope::new(&source, verified, form.as_bytes(), Some("application/x-www-form-urlencoded"), NOW_MS);
-    let r = worker.handle(sqs_event(&[("m-1", env.to_json())]), None).await;
+    let verified = Verified {
+        event_id: "d-1".into(),
+        event_type: "push".into(),
+        occurred_at_ms: None,
+        dedupe_scope: None,
+        headers: vec![],
+    };
+    let env = Envelope::new(
+        &source,
+        verified,
+        form.as_bytes(),
+        Some("application/x-www-form-urlencoded"),
+        NOW_MS,
+    );
+    let r = worker
+        .handle(sqs_event(&[("m-1", env.to_json())]), None)
+        .await;
     assert!(failures(&r).is_empty());
-    let branch = store.get_entity("branch", "o/r:refs/heads/main").await.unwrap().unwrap();
+    let branch = store
+        .get_entity("branch", "o/r:refs/heads/main")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(branch.state["after"], "b");
     assert_eq!(branch.version, 1_700_000_000_000);
 }
@@ -335,15 +518,24 @@ async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
 async fn an_older_payment_event_never_overwrites_newer_order_state() {
     let store = Arc::new(SqliteEventStore::in_memory().unwrap());
     let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
-    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let worker = Worker::new(
+        store.clone(),
+        registry,
+        Arc::new(ManualClock::new(NOW_MS)),
+        WorkerConfig::default(),
+    );
     let pi = |id: &str, created: i64, amount: i64| {
         let body = json!({"id": id, "type": "payment_intent.succeeded", "created": created,
             "data": {"object": {"id": "pi_1", "amount_received": amount, "currency": "eur", "metadata": {"order_id": "o-1"}}}})
         .to_string();
         envelope(id, "payment_intent.succeeded", &body).to_json()
     };
-    worker.handle(sqs_event(&[("m-1", pi("evt_new", 200, 2000))]), None).await;
-    worker.handle(sqs_event(&[("m-2", pi("evt_old", 100, 1000))]), None).await;
+    worker
+        .handle(sqs_event(&[("m-1", pi("evt_new", 200, 2000))]), None)
+        .await;
+    worker
+        .handle(sqs_event(&[("m-2", pi("evt_old", 100, 1000))]), None)
+        .await;
     let order = store.get_entity("order", "o-1").await.unwrap().unwrap();
     assert_eq!(order.state["amount_received"], 2000);
     assert_eq!(order.state["status"], "paid");
@@ -354,11 +546,29 @@ async fn an_older_payment_event_never_overwrites_newer_order_state() {
 async fn malformed_payment_intent_is_rejected_by_its_handler() {
     let store = Arc::new(SqliteEventStore::in_memory().unwrap());
     let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
-    let worker = Worker::new(store.clone(), registry, Arc::new(ManualClock::new(NOW_MS)), WorkerConfig::default());
+    let worker = Worker::new(
+        store.clone(),
+        registry,
+        Arc::new(ManualClock::new(NOW_MS)),
+        WorkerConfig::default(),
+    );
     let body = json!({"id": "evt_bad", "type": "payment_intent.succeeded", "created": 1,
-        "data": {"object": {"id": "pi_1", "amount_received": "lots", "currency": "eur"}}}).to_string();
-    let r = worker.handle(sqs_event(&[("m-1", envelope("evt_bad", "payment_intent.succeeded", &body).to_json())]), None).await;
+        "data": {"object": {"id": "pi_1", "amount_received": "lots", "currency": "eur"}}})
+    .to_string();
+    let r = worker
+        .handle(
+            sqs_event(&[(
+                "m-1",
+                envelope("evt_bad", "payment_intent.succeeded", &body).to_json(),
+            )]),
+            None,
+        )
+        .await;
     assert_eq!(failures(&r), ["m-1"]);
     let rec = store.get("stripe#evt_bad").await.unwrap().unwrap();
-    assert!(rec.last_error.unwrap().starts_with("malformed payment_intent.succeeded"));
+    assert!(
+        rec.last_error
+            .unwrap()
+            .starts_with("malformed payment_intent.succeeded")
+    );
 }

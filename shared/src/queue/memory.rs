@@ -20,7 +20,11 @@ pub struct MemoryQueueConfig {
 
 impl Default for MemoryQueueConfig {
     fn default() -> Self {
-        Self { visibility_timeout_ms: 30_000, max_receive_count: 5, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self {
+            visibility_timeout_ms: 30_000,
+            max_receive_count: 5,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
     }
 }
 
@@ -55,7 +59,13 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     /// A queue named `name` (used in message ids and the event source ARN).
     pub fn new(name: &str, config: MemoryQueueConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { name: name.into(), config, clock, dead_letter: None, state: Arc::default() }
+        Self {
+            name: name.into(),
+            config,
+            clock,
+            dead_letter: None,
+            state: Arc::default(),
+        }
     }
 
     /// Adds a redrive policy: messages received `max_receive_count` times move to `dlq`.
@@ -92,7 +102,11 @@ impl MemoryQueue {
 
     /// Bodies of all messages, in order (for inspection; does not receive).
     pub fn peek_bodies(&self) -> Vec<String> {
-        self.lock().messages.iter().map(|m| m.body.clone()).collect()
+        self.lock()
+            .messages
+            .iter()
+            .map(|m| m.body.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -111,16 +125,28 @@ impl EventQueue for MemoryQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
         let bytes = message.size_bytes();
         if bytes > self.config.max_message_bytes {
-            return Err(QueueError::TooLarge { bytes, max: self.config.max_message_bytes });
+            return Err(QueueError::TooLarge {
+                bytes,
+                max: self.config.max_message_bytes,
+            });
         }
         let now = self.clock.now_ms();
         let mut state = self.lock();
         state.next_id += 1;
-        let message_id = format!("{:08x}-0000-4000-8000-{:012x}", now.rem_euclid(1 << 32), state.next_id);
+        let message_id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            now.rem_euclid(1 << 32),
+            state.next_id
+        );
         state.messages.push_back(Stored {
             message_id: message_id.clone(),
             body: message.body,
-            attributes: message.attributes.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_owned(), v)).collect(),
+            attributes: message
+                .attributes
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             group_id: message.group_id,
             sent_ms: now,
             receive_count: 0,
@@ -200,13 +226,29 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn msg(body: &str) -> OutgoingMessage {
-        OutgoingMessage { body: body.into(), attributes: vec![("source", "s".into()), ("event_type", String::new())], group_id: None, deduplication_id: None }
+        OutgoingMessage {
+            body: body.into(),
+            attributes: vec![("source", "s".into()), ("event_type", String::new())],
+            group_id: None,
+            deduplication_id: None,
+        }
     }
 
     fn queue(clock: &ManualClock) -> (MemoryQueue, Arc<MemoryQueue>) {
-        let cfg = MemoryQueueConfig { visibility_timeout_ms: 1_000, max_receive_count: 3, max_message_bytes: 100 };
-        let dlq = Arc::new(MemoryQueue::new("dlq", cfg.clone(), Arc::new(clock.clone())));
-        (MemoryQueue::new("q", cfg, Arc::new(clock.clone())).with_dead_letter_queue(dlq.clone()), dlq)
+        let cfg = MemoryQueueConfig {
+            visibility_timeout_ms: 1_000,
+            max_receive_count: 3,
+            max_message_bytes: 100,
+        };
+        let dlq = Arc::new(MemoryQueue::new(
+            "dlq",
+            cfg.clone(),
+            Arc::new(clock.clone()),
+        ));
+        (
+            MemoryQueue::new("q", cfg, Arc::new(clock.clone())).with_dead_letter_queue(dlq.clone()),
+            dlq,
+        )
     }
 
     #[tokio::test]
@@ -264,6 +306,12 @@ mod tests {
         let body = "x".repeat(100 - "source".len() - "String".len() - 1);
         assert!(q.send(msg(&body)).await.is_ok());
         let r = q.send(msg(&format!("{body}x"))).await;
-        assert!(matches!(r, Err(QueueError::TooLarge { bytes: 101, max: 100 })));
+        assert!(matches!(
+            r,
+            Err(QueueError::TooLarge {
+                bytes: 101,
+                max: 100
+            })
+        ));
     }
 }

@@ -81,8 +81,14 @@ impl ReceivedMessage {
         m.event_source_arn = Some(event_source_arn.to_owned());
         m.aws_region = Some(region.to_owned());
         let mut attrs = HashMap::new();
-        attrs.insert("ApproximateReceiveCount".to_owned(), self.receive_count.to_string());
-        attrs.insert("SentTimestamp".to_owned(), self.sent_timestamp_ms.to_string());
+        attrs.insert(
+            "ApproximateReceiveCount".to_owned(),
+            self.receive_count.to_string(),
+        );
+        attrs.insert(
+            "SentTimestamp".to_owned(),
+            self.sent_timestamp_ms.to_string(),
+        );
         if let Some(g) = &self.group_id {
             attrs.insert("MessageGroupId".to_owned(), g.clone());
         }

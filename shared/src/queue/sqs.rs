@@ -63,7 +63,10 @@ impl SqsQueue {
 }
 
 fn unavailable<E: std::error::Error>(operation: &'static str, e: E) -> QueueError {
-    QueueError::Unavailable { operation, message: DisplayErrorContext(e).to_string() }
+    QueueError::Unavailable {
+        operation,
+        message: DisplayErrorContext(e).to_string(),
+    }
 }
 
 #[async_trait::async_trait]
@@ -71,7 +74,10 @@ impl EventQueue for SqsQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
         let bytes = message.size_bytes();
         if bytes > self.max_message_bytes {
-            return Err(QueueError::TooLarge { bytes, max: self.max_message_bytes });
+            return Err(QueueError::TooLarge {
+                bytes,
+                max: self.max_message_bytes,
+            });
         }
         let mut attributes = HashMap::with_capacity(message.attributes.len());
         for (name, value) in message.attributes {
@@ -118,14 +124,18 @@ impl EventQueue for SqsQueue {
             .into_iter()
             .map(|m| {
                 let sys = m.attributes.unwrap_or_default();
-                let num = |k: MessageSystemAttributeName| sys.get(&k).and_then(|v| v.parse::<i64>().ok());
+                let num =
+                    |k: MessageSystemAttributeName| sys.get(&k).and_then(|v| v.parse::<i64>().ok());
                 ReceivedMessage {
                     message_id: m.message_id.unwrap_or_default(),
                     receipt_handle: m.receipt_handle.unwrap_or_default(),
                     body: m.body.unwrap_or_default(),
-                    receive_count: num(MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(1) as u32,
+                    receive_count: num(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .unwrap_or(1) as u32,
                     sent_timestamp_ms: num(MessageSystemAttributeName::SentTimestamp).unwrap_or(0),
-                    group_id: sys.get(&MessageSystemAttributeName::MessageGroupId).cloned(),
+                    group_id: sys
+                        .get(&MessageSystemAttributeName::MessageGroupId)
+                        .cloned(),
                     attributes: m
                         .message_attributes
                         .unwrap_or_default()

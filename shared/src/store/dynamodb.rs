@@ -55,19 +55,29 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 fn unavailable<E: std::error::Error>(operation: &'static str, e: E) -> StoreError {
-    StoreError::Unavailable { operation, message: DisplayErrorContext(e).to_string() }
+    StoreError::Unavailable {
+        operation,
+        message: DisplayErrorContext(e).to_string(),
+    }
 }
 
 fn get_s(item: &Item, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 fn get_n(item: &Item, k: &str) -> Option<i64> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn item_to_record(key: &str, item: &Item) -> Result<EventRecord, StoreError> {
-    let corrupt = |what| StoreError::Corrupt { key: key.to_owned(), what };
-    let status = get_s(item, "status").and_then(|v| Status::parse(&v)).ok_or(corrupt("unknown status"))?;
+    let corrupt = |what| StoreError::Corrupt {
+        key: key.to_owned(),
+        what,
+    };
+    let status = get_s(item, "status")
+        .and_then(|v| Status::parse(&v))
+        .ok_or(corrupt("unknown status"))?;
     Ok(EventRecord {
         key: key.to_owned(),
         source: get_s(item, "source").unwrap_or_default(),
@@ -75,7 +85,9 @@ fn item_to_record(key: &str, item: &Item) -> Result<EventRecord, StoreError> {
         event_id: get_s(item, "event_id").unwrap_or_default(),
         event_type: get_s(item, "event_type").unwrap_or_default(),
         status,
-        attempts: get_n(item, "attempts").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        attempts: get_n(item, "attempts")
+            .unwrap_or(0)
+            .clamp(0, u32::MAX as i64) as u32,
         received_at: get_s(item, "received_at").unwrap_or_default(),
         processed_at_ms: get_n(item, "processed_at"),
         lease_expires_at_ms: get_n(item, "lease_expires_at"),
@@ -91,7 +103,10 @@ fn item_to_record(key: &str, item: &Item) -> Result<EventRecord, StoreError> {
 impl DynamoDbEventStore {
     /// The store over table `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates the table (`pk` string hash key, on-demand) for local emulators and tests; in
@@ -149,9 +164,14 @@ impl DynamoDbEventStore {
                 let msg = DisplayErrorContext(&e).to_string();
                 match e.into_service_error() {
                     UpdateItemError::ConditionalCheckFailedException(_) => {
-                        Err(StoreError::LeaseLost { key: key.to_owned() })
+                        Err(StoreError::LeaseLost {
+                            key: key.to_owned(),
+                        })
                     }
-                    _ => Err(StoreError::Unavailable { operation: op, message: msg }),
+                    _ => Err(StoreError::Unavailable {
+                        operation: op,
+                        message: msg,
+                    }),
                 }
             }
         }
@@ -179,7 +199,10 @@ impl EventStore for DynamoDbEventStore {
             (":exp".into(), n(req.expires_at_s)),
         ]);
         let mut update = String::from(CLAIM_UPDATE);
-        let mut names = HashMap::from([("#st".to_owned(), "status".to_owned()), ("#src".to_owned(), "source".to_owned())]);
+        let mut names = HashMap::from([
+            ("#st".to_owned(), "status".to_owned()),
+            ("#src".to_owned(), "source".to_owned()),
+        ]);
         if let Some(p) = &req.payload {
             update.push_str(", #pl = if_not_exists(#pl, :payload)");
             names.insert("#pl".into(), "payload".into());
@@ -201,27 +224,48 @@ impl EventStore for DynamoDbEventStore {
             .await;
         match r {
             Ok(out) => {
-                let attempts = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
-                Ok(ClaimOutcome::Claimed { attempts: attempts.clamp(1, u32::MAX as i64) as u32 })
+                let attempts = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| get_n(a, "attempts"))
+                    .unwrap_or(1);
+                Ok(ClaimOutcome::Claimed {
+                    attempts: attempts.clamp(1, u32::MAX as i64) as u32,
+                })
             }
             Err(e) => {
                 let msg = DisplayErrorContext(&e).to_string();
                 match e.into_service_error() {
                     UpdateItemError::ConditionalCheckFailedException(c) => {
-                        let old = c.item.as_ref().map(|i| item_to_record(&req.key, i)).transpose()?;
+                        let old = c
+                            .item
+                            .as_ref()
+                            .map(|i| item_to_record(&req.key, i))
+                            .transpose()?;
                         // The condition is decide()'s rule, so decide() names the reason. If the
                         // clock moved between the write and here, treat it as held elsewhere.
-                        Ok(decide(old.as_ref(), req).unwrap_or(ClaimOutcome::InProgress {
-                            lease_expires_at_ms: old.and_then(|o| o.lease_expires_at_ms),
-                        }))
+                        Ok(
+                            decide(old.as_ref(), req).unwrap_or(ClaimOutcome::InProgress {
+                                lease_expires_at_ms: old.and_then(|o| o.lease_expires_at_ms),
+                            }),
+                        )
                     }
-                    _ => Err(StoreError::Unavailable { operation: "claim", message: msg }),
+                    _ => Err(StoreError::Unavailable {
+                        operation: "claim",
+                        message: msg,
+                    }),
                 }
             }
         }
     }
 
-    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        key: &str,
+        attempt: u32,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let values = HashMap::from([
             (":processed".into(), s(Status::Processed.as_str())),
             (":now".into(), n(now_ms)),
@@ -237,7 +281,13 @@ impl EventStore for DynamoDbEventStore {
         .await
     }
 
-    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError> {
+    async fn fail(
+        &self,
+        key: &str,
+        attempt: u32,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let values = HashMap::from([
             (":failed".into(), s(Status::Failed.as_str())),
             (":now".into(), n(now_ms)),
@@ -263,7 +313,10 @@ impl EventStore for DynamoDbEventStore {
             .send()
             .await
             .map_err(|e| unavailable("get", e))?;
-        out.item.as_ref().map(|i| item_to_record(key, i)).transpose()
+        out.item
+            .as_ref()
+            .map(|i| item_to_record(key, i))
+            .transpose()
     }
 
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
@@ -289,7 +342,11 @@ impl EventStore for DynamoDbEventStore {
                 item.insert(k.into(), n(v));
             }
         }
-        for (k, v) in [("last_error", &r.last_error), ("outcome", &r.outcome), ("payload", &r.payload)] {
+        for (k, v) in [
+            ("last_error", &r.last_error),
+            ("outcome", &r.outcome),
+            ("payload", &r.payload),
+        ] {
             if let Some(v) = v {
                 item.insert(k.into(), s(v));
             }
@@ -311,7 +368,13 @@ fn entity_key(kind: &str, id: &str) -> String {
 
 #[async_trait::async_trait]
 impl EntityStore for DynamoDbEventStore {
-    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError> {
+    async fn put_if_newer(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let r = self
             .client
             .put_item()
@@ -325,7 +388,11 @@ impl EntityStore for DynamoDbEventStore {
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(unavailable("put_entity", e)),
         }
     }
@@ -341,11 +408,19 @@ impl EntityStore for DynamoDbEventStore {
             .send()
             .await
             .map_err(|e| unavailable("get_entity", e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let version = get_n(&item, "version").ok_or(StoreError::Corrupt { key: key.clone(), what: "no version" })?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let version = get_n(&item, "version").ok_or(StoreError::Corrupt {
+            key: key.clone(),
+            what: "no version",
+        })?;
         let state = get_s(&item, "state")
             .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or(StoreError::Corrupt { key, what: "state is not JSON" })?;
+            .ok_or(StoreError::Corrupt {
+                key,
+                what: "state is not JSON",
+            })?;
         Ok(Some(Entity { version, state }))
     }
 }

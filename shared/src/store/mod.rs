@@ -168,12 +168,17 @@ pub struct EventRecord {
 /// Whether `req` may claim over `existing`: `None` means yes, otherwise the outcome that says
 /// why not. See the module docs for the rule.
 pub fn decide(existing: Option<&EventRecord>, req: &ClaimRequest) -> Option<ClaimOutcome> {
-    let Some(old) = existing else { return None };
-    if old.expires_at_s.is_some_and(|e| e < req.now_ms.div_euclid(1000)) {
+    let old = existing?;
+    if old
+        .expires_at_s
+        .is_some_and(|e| e < req.now_ms.div_euclid(1000))
+    {
         return None;
     }
     if old.body_sha256 != req.body_sha256 {
-        return Some(ClaimOutcome::Conflict { stored_sha256: old.body_sha256.clone() });
+        return Some(ClaimOutcome::Conflict {
+            stored_sha256: old.body_sha256.clone(),
+        });
     }
     match old.status {
         Status::Failed => None,
@@ -181,12 +186,16 @@ pub fn decide(existing: Option<&EventRecord>, req: &ClaimRequest) -> Option<Clai
         Status::InProgress => {
             let expired = match old.lease_expires_at_ms {
                 Some(lease) => lease < req.now_ms,
-                None => old.updated_at_ms.is_none_or(|u| u < req.now_ms - req.stale_after_ms),
+                None => old
+                    .updated_at_ms
+                    .is_none_or(|u| u < req.now_ms - req.stale_after_ms),
             };
             if expired {
                 None
             } else {
-                Some(ClaimOutcome::InProgress { lease_expires_at_ms: old.lease_expires_at_ms })
+                Some(ClaimOutcome::InProgress {
+                    lease_expires_at_ms: old.lease_expires_at_ms,
+                })
             }
         }
     }
@@ -234,13 +243,25 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::LeaseLost`] if the claim is no longer this attempt's;
     /// [`StoreError::Unavailable`].
-    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        key: &str,
+        attempt: u32,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// Marks the claim `attempt` of `key` `FAILED` with `error` (truncated) at `now_ms`.
     ///
     /// # Errors
     /// As [`EventStore::complete`].
-    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError>;
+    async fn fail(
+        &self,
+        key: &str,
+        attempt: u32,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// Reads a record.
     ///
@@ -275,7 +296,13 @@ pub trait EntityStore: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError>;
+    async fn put_if_newer(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
 
     /// Reads `(kind, id)`.
     ///
@@ -356,17 +383,25 @@ mod tests {
         r.lease_expires_at_ms = Some(NOW + 60_000);
         assert_eq!(
             decide(Some(&r), &req(NOW)),
-            Some(ClaimOutcome::InProgress { lease_expires_at_ms: Some(NOW + 60_000) })
+            Some(ClaimOutcome::InProgress {
+                lease_expires_at_ms: Some(NOW + 60_000)
+            })
         );
         r.lease_expires_at_ms = Some(NOW);
-        assert!(decide(Some(&r), &req(NOW)).is_some(), "lease ending exactly now is still live");
+        assert!(
+            decide(Some(&r), &req(NOW)).is_some(),
+            "lease ending exactly now is still live"
+        );
     }
 
     #[test]
     fn in_progress_without_lease_is_stale_only_after_the_limit() {
         let mut r = rec(Status::InProgress);
         r.updated_at_ms = Some(NOW - 1_000);
-        assert!(matches!(decide(Some(&r), &req(NOW)), Some(ClaimOutcome::InProgress { .. })));
+        assert!(matches!(
+            decide(Some(&r), &req(NOW)),
+            Some(ClaimOutcome::InProgress { .. })
+        ));
         r.updated_at_ms = Some(NOW - 900_001);
         assert_eq!(decide(Some(&r), &req(NOW)), None);
         r.updated_at_ms = None;
@@ -380,7 +415,9 @@ mod tests {
             r.body_sha256 = "bb".into();
             assert_eq!(
                 decide(Some(&r), &req(NOW)),
-                Some(ClaimOutcome::Conflict { stored_sha256: "bb".into() })
+                Some(ClaimOutcome::Conflict {
+                    stored_sha256: "bb".into()
+                })
             );
         }
     }

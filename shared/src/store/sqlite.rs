@@ -54,7 +54,10 @@ pub struct SqliteEventStore {
 }
 
 fn unavailable(operation: &'static str, e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable { operation, message: e.to_string() }
+    StoreError::Unavailable {
+        operation,
+        message: e.to_string(),
+    }
 }
 
 impl SqliteEventStore {
@@ -77,9 +80,13 @@ impl SqliteEventStore {
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| unavailable("open", e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| unavailable("open", e))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| unavailable("open", e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| unavailable("open", e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -94,10 +101,15 @@ impl SqliteEventStore {
     pub fn all(&self) -> Result<Vec<EventRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM webhook_events ORDER BY rowid"))
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM webhook_events ORDER BY rowid"
+            ))
             .map_err(|e| unavailable("scan", e))?;
-        let rows = stmt.query_map([], row_to_record).map_err(|e| unavailable("scan", e))?;
-        rows.map(|r| r.map_err(|e| unavailable("scan", e))?).collect()
+        let rows = stmt
+            .query_map([], row_to_record)
+            .map_err(|e| unavailable("scan", e))?;
+        rows.map(|r| r.map_err(|e| unavailable("scan", e))?)
+            .collect()
     }
 }
 
@@ -107,7 +119,10 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
     let key: String = row.get(0)?;
     let status: String = row.get(5)?;
     let Some(status) = Status::parse(&status) else {
-        return Ok(Err(StoreError::Corrupt { key, what: "unknown status" }));
+        return Ok(Err(StoreError::Corrupt {
+            key,
+            what: "unknown status",
+        }));
     };
     Ok(Ok(EventRecord {
         key,
@@ -130,33 +145,69 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
 }
 
 fn read(conn: &Connection, key: &str) -> Result<Option<EventRecord>, StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM webhook_events WHERE pk = ?1"), [key], row_to_record)
-        .optional()
-        .map_err(|e| unavailable("get", e))?
-        .transpose()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM webhook_events WHERE pk = ?1"),
+        [key],
+        row_to_record,
+    )
+    .optional()
+    .map_err(|e| unavailable("get", e))?
+    .transpose()
+}
+
+/// How a claim ends.
+enum Finish<'a> {
+    Processed { outcome: &'a str },
+    Failed { error: &'a str },
 }
 
 fn finish(
     conn: &Connection,
     key: &str,
     attempt: u32,
-    status: Status,
-    outcome: Option<&str>,
-    error: Option<&str>,
+    how: Finish<'_>,
     now_ms: i64,
-    op: &'static str,
 ) -> Result<(), StoreError> {
-    let processed_at = (status == Status::Processed).then_some(now_ms);
+    let (status, processed_at, outcome, error, op) = match how {
+        Finish::Processed { outcome } => (
+            Status::Processed,
+            Some(now_ms),
+            Some(outcome),
+            None,
+            "complete",
+        ),
+        Finish::Failed { error } => (
+            Status::Failed,
+            None,
+            None,
+            Some(truncate_error(error)),
+            "fail",
+        ),
+    };
     let n = conn
         .execute(
             "UPDATE webhook_events SET status = ?1, processed_at = COALESCE(?2, processed_at),
                  outcome = COALESCE(?3, outcome), last_error = COALESCE(?4, last_error),
                  lease_expires_at = NULL, updated_at = ?5
              WHERE pk = ?6 AND status = 'IN_PROGRESS' AND attempts = ?7",
-            params![status.as_str(), processed_at, outcome, error.map(truncate_error), now_ms, key, attempt],
+            params![
+                status.as_str(),
+                processed_at,
+                outcome,
+                error,
+                now_ms,
+                key,
+                attempt
+            ],
         )
         .map_err(|e| unavailable(op, e))?;
-    if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost { key: key.to_owned() }) }
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost {
+            key: key.to_owned(),
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -191,12 +242,30 @@ impl EventStore for SqliteEventStore {
         Ok(ClaimOutcome::Claimed { attempts })
     }
 
-    async fn complete(&self, key: &str, attempt: u32, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
-        finish(&self.lock(), key, attempt, Status::Processed, Some(outcome), None, now_ms, "complete")
+    async fn complete(
+        &self,
+        key: &str,
+        attempt: u32,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        finish(
+            &self.lock(),
+            key,
+            attempt,
+            Finish::Processed { outcome },
+            now_ms,
+        )
     }
 
-    async fn fail(&self, key: &str, attempt: u32, error: &str, now_ms: i64) -> Result<(), StoreError> {
-        finish(&self.lock(), key, attempt, Status::Failed, None, Some(error), now_ms, "fail")
+    async fn fail(
+        &self,
+        key: &str,
+        attempt: u32,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        finish(&self.lock(), key, attempt, Finish::Failed { error }, now_ms)
     }
 
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -220,7 +289,13 @@ impl EventStore for SqliteEventStore {
 
 #[async_trait::async_trait]
 impl EntityStore for SqliteEventStore {
-    async fn put_if_newer(&self, kind: &str, id: &str, version: i64, state: &serde_json::Value) -> Result<bool, StoreError> {
+    async fn put_if_newer(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let n = self
             .lock()
             .execute(
@@ -236,15 +311,20 @@ impl EntityStore for SqliteEventStore {
     async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError> {
         let row: Option<(i64, String)> = self
             .lock()
-            .query_row("SELECT version, state FROM entities WHERE kind = ?1 AND id = ?2", [kind, id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT version, state FROM entities WHERE kind = ?1 AND id = ?2",
+                [kind, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| unavailable("get_entity", e))?;
         row.map(|(version, state)| {
             serde_json::from_str(&state)
                 .map(|state| Entity { version, state })
-                .map_err(|_| StoreError::Corrupt { key: format!("{kind}#{id}"), what: "state is not JSON" })
+                .map_err(|_| StoreError::Corrupt {
+                    key: format!("{kind}#{id}"),
+                    what: "state is not JSON",
+                })
         })
         .transpose()
     }

@@ -91,14 +91,16 @@ impl Scheme for GitHub {
         let event = optional_header(req.headers, EVENT_HEADER)?
             .ok_or(VerifyError::NoEventId("missing X-GitHub-Event"))?;
         let hook_id = optional_header(req.headers, HOOK_ID_HEADER)?;
-        let action = json_payload(req.body).and_then(|p| {
-            json::head(&p).and_then(|h| h.action.map(|a| a.into_owned()))
-        });
+        let action = json_payload(req.body)
+            .and_then(|p| json::head(&p).and_then(|h| h.action.map(|a| a.into_owned())));
         let event_type = match action {
             Some(a) if !a.is_empty() => format!("{event}.{a}"),
             _ => event.to_owned(),
         };
-        let mut headers = vec![(EVENT_HEADER, event.to_owned()), (DELIVERY_HEADER, delivery.to_owned())];
+        let mut headers = vec![
+            (EVENT_HEADER, event.to_owned()),
+            (DELIVERY_HEADER, delivery.to_owned()),
+        ];
         if let Some(h) = hook_id {
             headers.push((HOOK_ID_HEADER, h.to_owned()));
         }
@@ -121,7 +123,8 @@ mod tests {
     use crate::config::Provider;
 
     const SECRET: &str = "gh-FAKE-secret";
-    const G1: &str = r#"{"zen":"Fake zen.","hook_id":123456,"hook":{"type":"Repository","id":123456}}"#;
+    const G1: &str =
+        r#"{"zen":"Fake zen.","hook_id":123456,"hook":{"type":"Repository","id":123456}}"#;
     const G1_SIG: &str = "sha256=8805ee1b926f166fa9818a1368ae07d64e8615d2ce30b4bb5d9271ef0058f57a";
     const G1_SHA1: &str = "sha1=28080d3ec980c927750e3f956ced4661b1cd7a34";
     const G2_B64: &str = "cGF5bG9hZD0lN0IlMjJ6ZW4lMjIlM0ElMjJGYWtlJTIwemVuLiUyMiUyQyUyMmhvb2tfaWQlMjIlM0ExMjM0NTYlMkMlMjJob29rJTIyJTNBJTdCJTIydHlwZSUyMiUzQSUyMlJlcG9zaXRvcnklMjIlMkMlMjJpZCUyMiUzQTEyMzQ1NiU3RCU3RA==";
@@ -145,9 +148,14 @@ mod tests {
     }
 
     fn check(pairs: &[(&'static str, String)], body: &[u8]) -> Result<Verified, VerifyError> {
-        let pairs: Vec<(&'static str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let pairs: Vec<(&'static str, &str)> =
+            pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let h = headers(&pairs);
-        let src = SourceConfig::new("github", Provider::Github, vec![Secret::new("old"), Secret::new(SECRET)]);
+        let src = SourceConfig::new(
+            "github",
+            Provider::Github,
+            vec![Secret::new("old"), Secret::new(SECRET)],
+        );
         GitHub.verify_at(&WebhookRequest { headers: &h, body }, &src, 0)
     }
 
@@ -161,10 +169,15 @@ mod tests {
 
     #[test]
     fn accepts_form_body_signed_over_raw_form_bytes() {
-        let g2 = base64::engine::general_purpose::STANDARD.decode(G2_B64).unwrap();
+        let g2 = base64::engine::general_purpose::STANDARD
+            .decode(G2_B64)
+            .unwrap();
         assert!(check(&base(G2_SIG), &g2).is_ok());
         // The inner JSON's digest does not verify the form body.
-        assert_eq!(check(&base(G1_SIG), &g2), Err(VerifyError::SignatureMismatch));
+        assert_eq!(
+            check(&base(G1_SIG), &g2),
+            Err(VerifyError::SignatureMismatch)
+        );
         assert_eq!(json_payload(&g2).unwrap().as_ref(), G1.as_bytes());
     }
 
@@ -175,7 +188,10 @@ mod tests {
             (EVENT_HEADER, "ping".to_owned()),
             (DELIVERY_HEADER, DELIVERY.to_owned()),
         ];
-        assert_eq!(check(&only_sha1, G1.as_bytes()), Err(VerifyError::MissingHeader(SIGNATURE_HEADER)));
+        assert_eq!(
+            check(&only_sha1, G1.as_bytes()),
+            Err(VerifyError::MissingHeader(SIGNATURE_HEADER))
+        );
         let mut both = base(G1_SIG);
         both.push(("x-hub-signature", G1_SHA1.to_owned()));
         assert!(check(&both, G1.as_bytes()).is_ok());
@@ -202,18 +218,30 @@ mod tests {
         }
         let mut twice = base(G1_SIG);
         twice.push((SIGNATURE_HEADER, G1_SIG.to_owned()));
-        assert_eq!(check(&twice, body), Err(VerifyError::DuplicateHeader(SIGNATURE_HEADER)));
+        assert_eq!(
+            check(&twice, body),
+            Err(VerifyError::DuplicateHeader(SIGNATURE_HEADER))
+        );
     }
 
     #[test]
     fn each_identifying_header_missing_in_turn() {
         for missing in [EVENT_HEADER, DELIVERY_HEADER] {
-            let pairs: Vec<_> = base(G1_SIG).into_iter().filter(|(k, _)| *k != missing).collect();
+            let pairs: Vec<_> = base(G1_SIG)
+                .into_iter()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let e = check(&pairs, G1.as_bytes()).unwrap_err();
             assert!(e.is_authentic(), "{missing}: {e:?}");
         }
-        let pairs: Vec<_> = base(G1_SIG).into_iter().filter(|(k, _)| *k != SIGNATURE_HEADER).collect();
-        assert_eq!(check(&pairs, G1.as_bytes()), Err(VerifyError::MissingHeader(SIGNATURE_HEADER)));
+        let pairs: Vec<_> = base(G1_SIG)
+            .into_iter()
+            .filter(|(k, _)| *k != SIGNATURE_HEADER)
+            .collect();
+        assert_eq!(
+            check(&pairs, G1.as_bytes()),
+            Err(VerifyError::MissingHeader(SIGNATURE_HEADER))
+        );
     }
 
     #[test]

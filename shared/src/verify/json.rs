@@ -31,8 +31,9 @@ mod tests {
 
     #[test]
     fn reads_top_level_fields_and_skips_the_rest() {
-        let h = head(br#"{"data":{"id":"inner","type":"x"},"id":"evt_1","type":"a.b","created":17}"#)
-            .unwrap();
+        let h =
+            head(br#"{"data":{"id":"inner","type":"x"},"id":"evt_1","type":"a.b","created":17}"#)
+                .unwrap();
         assert_eq!(h.id.as_deref(), Some("evt_1"));
         assert_eq!(h.kind.as_deref(), Some("a.b"));
         assert_eq!(h.created, Some(17));

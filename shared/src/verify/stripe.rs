@@ -70,7 +70,11 @@ pub fn parse_header(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
     if v1.is_empty() {
         return Err(malformed);
     }
-    Ok(SignatureHeader { timestamp_text, timestamp_s, v1 })
+    Ok(SignatureHeader {
+        timestamp_text,
+        timestamp_s,
+        v1,
+    })
 }
 
 /// Computes the `Stripe-Signature` value Stripe would send for `body` at `timestamp_s`
@@ -119,9 +123,12 @@ impl Scheme for Stripe {
             return Err(VerifyError::SignatureMismatch);
         }
 
-        let head = json::head(req.body).ok_or(VerifyError::NoEventId("body is not a JSON object"))?;
+        let head =
+            json::head(req.body).ok_or(VerifyError::NoEventId("body is not a JSON object"))?;
         let id = head.id.ok_or(VerifyError::NoEventId("body has no id"))?;
-        let kind = head.kind.ok_or(VerifyError::NoEventId("body has no type"))?;
+        let kind = head
+            .kind
+            .ok_or(VerifyError::NoEventId("body has no type"))?;
         Ok(Verified {
             event_id: event_id(&id)?,
             event_type: kind.into_owned(),
@@ -146,7 +153,9 @@ mod tests {
     const S1_SIG_ROTATED: &str = "091eb312287912148416a9240054122c7dbfbe9a5f9f5375e319bd8b65cdc49d";
 
     fn s1() -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(S1_B64).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(S1_B64)
+            .unwrap()
     }
 
     fn source(secrets: &[&str]) -> SourceConfig {
@@ -157,12 +166,24 @@ mod tests {
         )
     }
 
-    fn check(header: Option<&str>, body: &[u8], secrets: &[&str], now: i64) -> Result<Verified, VerifyError> {
+    fn check(
+        header: Option<&str>,
+        body: &[u8],
+        secrets: &[&str],
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
         let mut headers = HeaderMap::new();
         if let Some(h) = header {
             headers.insert(SIGNATURE_HEADER, h.parse().unwrap());
         }
-        Stripe.verify_at(&WebhookRequest { headers: &headers, body }, &source(secrets), now)
+        Stripe.verify_at(
+            &WebhookRequest {
+                headers: &headers,
+                body,
+            },
+            &source(secrets),
+            now,
+        )
     }
 
     const SECRET: &str = "whsec_FAKE_test_secret_0001";
@@ -178,7 +199,10 @@ mod tests {
 
     #[test]
     fn sign_reproduces_the_known_answer() {
-        assert_eq!(sign(&Secret::new(SECRET), NOW, &s1()), format!("t={NOW},v1={S1_SIG}"));
+        assert_eq!(
+            sign(&Secret::new(SECRET), NOW, &s1()),
+            format!("t={NOW},v1={S1_SIG}")
+        );
     }
 
     #[test]
@@ -186,7 +210,12 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&s1()).unwrap();
         let reserialized = serde_json::to_vec(&parsed).unwrap();
         assert_ne!(reserialized, s1());
-        let r = check(Some(&format!("t={NOW},v1={S1_SIG}")), &reserialized, &[SECRET], NOW);
+        let r = check(
+            Some(&format!("t={NOW},v1={S1_SIG}")),
+            &reserialized,
+            &[SECRET],
+            NOW,
+        );
         assert_eq!(r, Err(VerifyError::SignatureMismatch));
     }
 
@@ -195,7 +224,10 @@ mod tests {
         // Rotated secret configured second.
         let h = format!("t={NOW},v1={S1_SIG_ROTATED}");
         assert!(check(Some(&h), &s1(), &[SECRET, ROTATED], NOW).is_ok());
-        assert_eq!(check(Some(&h), &s1(), &[SECRET], NOW), Err(VerifyError::SignatureMismatch));
+        assert_eq!(
+            check(Some(&h), &s1(), &[SECRET], NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
         // Several v1, only the last valid; v0 ignored.
         let h = format!("t={NOW},v1={},v0={S1_SIG},v1={S1_SIG}", "ab".repeat(32));
         assert!(check(Some(&h), &s1(), &[SECRET], NOW).is_ok());
@@ -222,15 +254,33 @@ mod tests {
         let bad = |h: Option<&str>| check(h, &body, &[SECRET], NOW).unwrap_err();
         assert_eq!(bad(None), VerifyError::MissingHeader(SIGNATURE_HEADER));
         assert_eq!(bad(Some("")), VerifyError::MissingHeader(SIGNATURE_HEADER));
-        assert_eq!(bad(Some("garbage")), VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        assert_eq!(bad(Some("t=abc,v1=zz")), VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        assert_eq!(bad(Some(&format!("v1={S1_SIG}"))), VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        assert_eq!(bad(Some(&format!("t={NOW}"))), VerifyError::MalformedHeader(SIGNATURE_HEADER));
+        assert_eq!(
+            bad(Some("garbage")),
+            VerifyError::MalformedHeader(SIGNATURE_HEADER)
+        );
+        assert_eq!(
+            bad(Some("t=abc,v1=zz")),
+            VerifyError::MalformedHeader(SIGNATURE_HEADER)
+        );
+        assert_eq!(
+            bad(Some(&format!("v1={S1_SIG}"))),
+            VerifyError::MalformedHeader(SIGNATURE_HEADER)
+        );
+        assert_eq!(
+            bad(Some(&format!("t={NOW}"))),
+            VerifyError::MalformedHeader(SIGNATURE_HEADER)
+        );
         assert_eq!(
             bad(Some(&format!("t={NOW},t={NOW},v1={S1_SIG}"))),
             VerifyError::MalformedHeader(SIGNATURE_HEADER)
         );
-        for sig in [&S1_SIG[..63], &S1_SIG[..32], "", &format!("{S1_SIG}0"), &"z".repeat(64)] {
+        for sig in [
+            &S1_SIG[..63],
+            &S1_SIG[..32],
+            "",
+            &format!("{S1_SIG}0"),
+            &"z".repeat(64),
+        ] {
             assert_eq!(
                 bad(Some(&format!("t={NOW},v1={sig}"))),
                 VerifyError::SignatureMismatch,
@@ -238,7 +288,10 @@ mod tests {
             );
         }
         let many = format!("t={NOW}") + &format!(",v1={S1_SIG}").repeat(MAX_SIGNATURES + 1);
-        assert_eq!(bad(Some(&many)), VerifyError::MalformedHeader(SIGNATURE_HEADER));
+        assert_eq!(
+            bad(Some(&many)),
+            VerifyError::MalformedHeader(SIGNATURE_HEADER)
+        );
     }
 
     #[test]
@@ -247,7 +300,14 @@ mod tests {
         let h = format!("t={NOW},v1={S1_SIG}");
         headers.append(SIGNATURE_HEADER, h.parse().unwrap());
         headers.append(SIGNATURE_HEADER, h.parse().unwrap());
-        let r = Stripe.verify_at(&WebhookRequest { headers: &headers, body: &s1() }, &source(&[SECRET]), NOW);
+        let r = Stripe.verify_at(
+            &WebhookRequest {
+                headers: &headers,
+                body: &s1(),
+            },
+            &source(&[SECRET]),
+            NOW,
+        );
         assert_eq!(r, Err(VerifyError::DuplicateHeader(SIGNATURE_HEADER)));
     }
 
@@ -259,7 +319,11 @@ mod tests {
         assert!(e.is_authentic());
         let body = b"not json";
         let h = sign(&Secret::new(SECRET), NOW, body);
-        assert!(check(Some(&h), body, &[SECRET], NOW).unwrap_err().is_authentic());
+        assert!(
+            check(Some(&h), body, &[SECRET], NOW)
+                .unwrap_err()
+                .is_authentic()
+        );
     }
 
     #[test]
@@ -269,7 +333,10 @@ mod tests {
         for i in (0..body.len()).step_by(7) {
             let mut b = body.clone();
             b[i] ^= 0x01;
-            assert_eq!(check(Some(&h), &b, &[SECRET], NOW), Err(VerifyError::SignatureMismatch));
+            assert_eq!(
+                check(Some(&h), &b, &[SECRET], NOW),
+                Err(VerifyError::SignatureMismatch)
+            );
         }
     }
 }

@@ -89,7 +89,11 @@ impl Handler for Push {
             "pusher": push.pusher.map(|p| p.name),
             "delivery": event.envelope.event_id,
         });
-        match self.entities.put_if_newer("branch", &id, version, &state).await {
+        match self
+            .entities
+            .put_if_newer("branch", &id, version, &state)
+            .await
+        {
             Ok(written) => {
                 tracing::info!(branch = %id, commits = commits.len(), written, "push recorded");
                 HandlerOutcome::Ok

@@ -9,19 +9,26 @@ pub mod stripe;
 
 use std::sync::Arc;
 
+use doorbell::Provider;
 use doorbell::handler::HandlerRegistry;
 use doorbell::store::EntityStore;
-use doorbell::Provider;
 
 /// Registers the shipped handlers for each `(source, provider)`:
 /// Stripe `payment_intent.succeeded` → [`stripe::PaymentIntentSucceeded`];
 /// GitHub `push` → [`github::Push`].
-pub fn default_registry<'a>(sources: impl IntoIterator<Item = (&'a str, Provider)>, entities: Arc<dyn EntityStore>) -> HandlerRegistry {
+pub fn default_registry<'a>(
+    sources: impl IntoIterator<Item = (&'a str, Provider)>,
+    entities: Arc<dyn EntityStore>,
+) -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     for (name, provider) in sources {
         match provider {
             Provider::Stripe => {
-                registry.register(name, "payment_intent.succeeded", Arc::new(stripe::PaymentIntentSucceeded::new(entities.clone())));
+                registry.register(
+                    name,
+                    "payment_intent.succeeded",
+                    Arc::new(stripe::PaymentIntentSucceeded::new(entities.clone())),
+                );
             }
             Provider::Github => {
                 registry.register(name, "push", Arc::new(github::Push::new(entities.clone())));

@@ -55,10 +55,16 @@ impl Handler for PaymentIntentSucceeded {
     async fn handle(&self, event: &Event<'_>) -> HandlerOutcome {
         let ev: StripeEvent = match event.json() {
             Ok(e) => e,
-            Err(e) => return HandlerOutcome::Reject(format!("malformed payment_intent.succeeded: {e}")),
+            Err(e) => {
+                return HandlerOutcome::Reject(format!("malformed payment_intent.succeeded: {e}"));
+            }
         };
         let pi = ev.data.object;
-        let order_id = pi.metadata.get("order_id").cloned().unwrap_or_else(|| pi.id.clone());
+        let order_id = pi
+            .metadata
+            .get("order_id")
+            .cloned()
+            .unwrap_or_else(|| pi.id.clone());
         let state = json!({
             "status": "paid",
             "payment_intent": pi.id,
@@ -66,7 +72,11 @@ impl Handler for PaymentIntentSucceeded {
             "currency": pi.currency,
             "event_id": event.envelope.event_id,
         });
-        match self.entities.put_if_newer("order", &order_id, ev.created.saturating_mul(1000), &state).await {
+        match self
+            .entities
+            .put_if_newer("order", &order_id, ev.created.saturating_mul(1000), &state)
+            .await
+        {
             Ok(written) => {
                 tracing::info!(order_id = %order_id, written, "order marked paid");
                 HandlerOutcome::Ok
