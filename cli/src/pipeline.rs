@@ -81,7 +81,7 @@ impl Pipeline {
     ) -> Self {
         let worker = Worker::new(store, handlers, clock.clone(), worker_config);
         let router = doorbell_ingest::app(IngestState {
-            sources: Arc::new(sources),
+            sources: Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
             queue: queue.clone(),
             clock: clock.clone(),
         });

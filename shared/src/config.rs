@@ -67,7 +67,9 @@ pub struct SourceConfig {
     pub name: String,
     /// Verification scheme.
     pub provider: Provider,
-    /// Accepted signing secrets (any one verifies).
+    /// Accepted signing secrets (any one verifies). May be left out of the document when they
+    /// come from elsewhere ([`Sources::from_parts`]).
+    #[serde(default)]
     pub secrets: Vec<Secret>,
     /// Allowed clock skew either way, **seconds**.
     #[serde(default = "default_tolerance")]
@@ -165,11 +167,35 @@ impl Sources {
     /// # Errors
     /// [`ConfigError::Parse`] (values redacted), or any error of [`Sources::new`].
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let file: SourcesFile = serde_json::from_str(json).map_err(|e| ConfigError::Parse {
-            message: redact_quoted(&e.to_string()),
-            line: e.line(),
-            column: e.column(),
-        })?;
+        let file: SourcesFile = parse(json)?;
+        Self::new(file.sources)
+    }
+
+    /// Builds sources from a settings document without secrets (the module's shape, `secrets`
+    /// left out) and a secrets document mapping each source name to its secret or secrets:
+    /// `{"stripe": ["whsec_new", "whsec_old"], "github": "…"}`. This is how Doorbell runs in
+    /// AWS: settings in an environment variable, secrets in one Secrets Manager secret.
+    /// Secrets for names that are not configured are ignored.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for either document (values redacted), [`ConfigError::NoSecret`]
+    /// for a source the secrets document does not cover, or any error of [`Sources::new`].
+    pub fn from_parts(settings_json: &str, secrets_json: &str) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(Secret),
+            Many(Vec<Secret>),
+        }
+        let mut file: SourcesFile = parse(settings_json)?;
+        let mut secrets: HashMap<String, OneOrMany> = parse(secrets_json)?;
+        for source in &mut file.sources {
+            source.secrets = match secrets.remove(&source.name) {
+                Some(OneOrMany::One(s)) => vec![s],
+                Some(OneOrMany::Many(v)) => v,
+                None => Vec::new(),
+            };
+        }
         Self::new(file.sources)
     }
 
@@ -182,6 +208,14 @@ impl Sources {
     pub fn iter(&self) -> impl Iterator<Item = &SourceConfig> {
         self.by_name.values()
     }
+}
+
+fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ConfigError> {
+    serde_json::from_str(json).map_err(|e| ConfigError::Parse {
+        message: redact_quoted(&e.to_string()),
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 /// Replaces every `"…"` span in serde's message (where it quotes input values) with `"…"`.
@@ -234,6 +268,30 @@ mod tests {
         let text = format!("{err} {err:?}");
         assert!(!text.contains("TOPSECRET"), "{text}");
         assert!(text.contains("line 1"), "{text}");
+    }
+
+    #[test]
+    fn from_parts_joins_settings_and_secrets() {
+        let s = Sources::from_parts(
+            r#"{"sources":[{"name":"stripe","provider":"stripe","tolerance_seconds":60},{"name":"gh","provider":"github"}]}"#,
+            r#"{"stripe":["new","old"],"gh":"only","unused":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.get("stripe").unwrap().secrets,
+            vec![Secret::new("new"), Secret::new("old")]
+        );
+        assert_eq!(s.get("stripe").unwrap().tolerance_seconds, 60);
+        assert_eq!(s.get("gh").unwrap().secrets, vec![Secret::new("only")]);
+        let e = Sources::from_parts(
+            r#"{"sources":[{"name":"gh","provider":"github"}]}"#,
+            r#"{"other":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::NoSecret(_)));
+        let e = Sources::from_parts(r#"{"sources":[]}"#, r#"{"gh": 5, "leak": "TOPSECRET"}"#)
+            .unwrap_err();
+        assert!(!format!("{e}{e:?}").contains("TOPSECRET"));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! Time always comes in as a parameter or through [`clock::Clock`]; nothing deep in the logic
 //! reads the system clock.
 
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod envelope;

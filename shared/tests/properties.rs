@@ -24,7 +24,11 @@ fn headers(pairs: &[(&'static str, Vec<u8>)]) -> HeaderMap {
 
 fn json_body() -> impl Strategy<Value = Vec<u8>> {
     ("[a-zA-Z0-9_]{1,20}", "[a-z._]{1,20}", any::<Vec<u8>>()).prop_map(|(id, ty, pad)| {
-        format!(r#"{{"id":"{id}","type":"{ty}","pad":"{}"}}"#, hex::encode(pad)).into_bytes()
+        format!(
+            r#"{{"id":"{id}","type":"{ty}","pad":"{}"}}"#,
+            hex::encode(pad)
+        )
+        .into_bytes()
     })
 }
 

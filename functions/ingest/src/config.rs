@@ -3,7 +3,9 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `DOORBELL_QUEUE_URL` | the events queue URL (required) |
-//! | `DOORBELL_SOURCES` | the sources document, JSON (see [`doorbell::config`]); required |
+//! | `DOORBELL_SOURCES` | the sources document, JSON (see [`doorbell::config`]); required. With `DOORBELL_SECRETS_ARN` it holds no secrets |
+//! | `DOORBELL_SECRETS_ARN` | the Secrets Manager secret holding `{"<source>": ["<secret>", …]}` (see [`doorbell::Sources::from_parts`]); without it the secrets must be inline in `DOORBELL_SOURCES` (local use) |
+//! | `DOORBELL_SECRETS_TTL_SECONDS` | how long the secrets are cached before they are read again, seconds; default 300 |
 //! | `DOORBELL_QUEUE_MAX_MESSAGE_BYTES` | the queue's `MaximumMessageSize`, bytes; default 262144 |
 
 use doorbell::Sources;
@@ -15,10 +17,26 @@ use doorbell::queue::DEFAULT_MAX_MESSAGE_BYTES;
 pub struct IngestConfig {
     /// Events queue URL.
     pub queue_url: String,
-    /// Sources and their secrets (redacted in `Debug`).
-    pub sources: Sources,
+    /// Where sources come from.
+    pub sources: SourcesSetting,
     /// Queue message limit, bytes.
     pub max_message_bytes: usize,
+}
+
+/// Where the sources and secrets come from.
+#[derive(Debug)]
+pub enum SourcesSetting {
+    /// Inline, secrets included (redacted in `Debug`).
+    Inline(Sources),
+    /// Settings inline, secrets in Secrets Manager.
+    SecretsManager {
+        /// The secret's ARN or name.
+        secret_id: String,
+        /// The settings document (no secrets).
+        settings_json: String,
+        /// Cache TTL, **seconds**.
+        ttl_seconds: u64,
+    },
 }
 
 /// A missing or invalid setting; names the variable, never its value.
@@ -44,9 +62,29 @@ impl IngestConfig {
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, IngestConfigError> {
         let queue_url =
             var("DOORBELL_QUEUE_URL").ok_or(IngestConfigError::Missing("DOORBELL_QUEUE_URL"))?;
-        let sources = Sources::from_json(
-            &var("DOORBELL_SOURCES").ok_or(IngestConfigError::Missing("DOORBELL_SOURCES"))?,
-        )?;
+        let settings =
+            var("DOORBELL_SOURCES").ok_or(IngestConfigError::Missing("DOORBELL_SOURCES"))?;
+        let sources = match var("DOORBELL_SECRETS_ARN").filter(|a| !a.is_empty()) {
+            Some(secret_id) => {
+                let ttl_seconds = match var("DOORBELL_SECRETS_TTL_SECONDS") {
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| IngestConfigError::Invalid("DOORBELL_SECRETS_TTL_SECONDS"))?,
+                    None => 300,
+                };
+                // Check the settings' shape now; the secrets are joined at the first request.
+                Sources::from_parts(&settings, "{}").or_else(|e| match e {
+                    ConfigError::NoSecret(_) => Ok(Sources::default()),
+                    e => Err(e),
+                })?;
+                SourcesSetting::SecretsManager {
+                    secret_id,
+                    settings_json: settings,
+                    ttl_seconds,
+                }
+            }
+            None => SourcesSetting::Inline(Sources::from_json(&settings)?),
+        };
         let max_message_bytes = match var("DOORBELL_QUEUE_MAX_MESSAGE_BYTES") {
             Some(v) => v
                 .parse()
@@ -103,5 +141,35 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("LEAK"));
         assert_eq!(c.max_message_bytes, 262_144);
+        assert!(matches!(c.sources, SourcesSetting::Inline(_)));
+    }
+
+    #[test]
+    fn secrets_arn_moves_the_secrets_to_secrets_manager() {
+        let c = IngestConfig::from_lookup(|k| match k {
+            "DOORBELL_QUEUE_URL" => Some("http://q".into()),
+            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"s","provider":"stripe"}]}"#.into()),
+            "DOORBELL_SECRETS_ARN" => {
+                Some("arn:aws:secretsmanager:us-east-1:1:secret:doorbell".into())
+            }
+            "DOORBELL_SECRETS_TTL_SECONDS" => Some("60".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(matches!(
+            c.sources,
+            SourcesSetting::SecretsManager {
+                ttl_seconds: 60,
+                ..
+            }
+        ));
+        let e = IngestConfig::from_lookup(|k| match k {
+            "DOORBELL_QUEUE_URL" => Some("http://q".into()),
+            "DOORBELL_SOURCES" => Some(r#"{"sources":[{"name":"s","provider":"paypal"}]}"#.into()),
+            "DOORBELL_SECRETS_ARN" => Some("arn".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("DOORBELL_SOURCES"), "{e}");
     }
 }

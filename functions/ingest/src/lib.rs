@@ -12,7 +12,7 @@
 //! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
 //! | verified, but no event id or type can be read | 400 | `{"error":"no event id"}` | no |
 //! | `isBase64Encoded` body that is not base64 | 400 | `{"error":"body is not valid base64"}` | no |
-//! | the queue did not take it (error, throttling, unreachable) | 503 | `{"error":"queue unavailable"}` | no |
+//! | the queue did not take it (error, throttling, unreachable), or no sources could be loaded | 503 | `{"error":"queue unavailable"}` | no |
 //!
 //! A 2xx is only ever sent after [`doorbell::queue::EventQueue::send`] returned, i.e. after the
 //! queue durably accepted the envelope; a provider that gets a 5xx retries. The reason for a 401
@@ -36,19 +36,20 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use doorbell::SourceConfig;
+use doorbell::catalog::SourceCatalog;
 use doorbell::clock::Clock;
 use doorbell::envelope::Envelope;
 use doorbell::queue::{EventQueue, OutgoingMessage, QueueError};
 use doorbell::verify::{WebhookRequest, verify_at};
-use doorbell::{SourceConfig, Sources};
 use lambda_http::RequestExt;
 use serde_json::json;
 
 /// What the app needs: the sources, the queue, and a clock.
 #[derive(Debug, Clone)]
 pub struct IngestState {
-    /// Configured sources (endpoints and secrets).
-    pub sources: Arc<Sources>,
+    /// Configured sources (endpoints and secrets), refreshed by the catalog.
+    pub sources: Arc<dyn SourceCatalog>,
     /// Where envelopes go.
     pub queue: Arc<dyn EventQueue>,
     /// Time for timestamp tolerance and `received_at`.
@@ -67,6 +68,17 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// 503 with `Retry-After`: the provider should try again.
+fn unavailable() -> Response {
+    let mut r = reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "queue unavailable"}),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
+}
+
 fn source_name(req: &Request, path: &std::collections::HashMap<String, String>) -> Option<String> {
     // API Gateway's own path parameter wins over the path (which may carry a stage).
     req.path_parameters_ref()
@@ -83,7 +95,14 @@ async fn receive(
     let Some(name) = source_name(&req, &path) else {
         return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
     };
-    let Some(source) = state.sources.get(&name) else {
+    let sources = match state.sources.sources().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(source = %name, outcome = "no_sources", error = %e, "rejected");
+            return unavailable();
+        }
+    };
+    let Some(source) = sources.get(&name) else {
         tracing::info!(source = %name, outcome = "unknown_source", "rejected");
         return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
     };

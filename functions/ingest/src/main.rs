@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use doorbell::SystemClock;
+use doorbell::catalog::{SecretsManagerCatalog, SourceCatalog, StaticCatalog};
 use doorbell::queue::SqsQueue;
-use doorbell_ingest::config::IngestConfig;
+use doorbell_ingest::config::{IngestConfig, SourcesSetting};
 use doorbell_ingest::{IngestState, app};
 
 #[tokio::main]
@@ -19,8 +20,29 @@ async fn main() -> Result<(), lambda_http::Error> {
     let aws = aws_config::load_from_env().await;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url)
         .with_max_message_bytes(config.max_message_bytes);
+    let sources: Arc<dyn SourceCatalog> = match config.sources {
+        SourcesSetting::Inline(s) => Arc::new(StaticCatalog::new(s)),
+        SourcesSetting::SecretsManager {
+            secret_id,
+            settings_json,
+            ttl_seconds,
+        } => {
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            Arc::new(SecretsManagerCatalog::new(
+                client,
+                secret_id,
+                settings_json,
+                ttl_seconds,
+                Arc::new(SystemClock),
+            ))
+        }
+    };
+    // Warm the cache during init; a failure here is retried on the first request.
+    if let Err(e) = sources.sources().await {
+        tracing::error!(error = %e, "could not load the sources at cold start");
+    }
     let state = IngestState {
-        sources: Arc::new(config.sources),
+        sources,
         queue: Arc::new(queue),
         clock: Arc::new(SystemClock),
     };

@@ -52,7 +52,7 @@ async fn post(
     )
     .unwrap();
     let state = IngestState {
-        sources: Arc::new(sources),
+        sources: Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
         queue: queue.clone(),
         clock,
     };

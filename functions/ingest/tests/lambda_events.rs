@@ -65,7 +65,7 @@ impl Harness {
         )
         .unwrap();
         let state = IngestState {
-            sources: Arc::new(sources),
+            sources: Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
             queue: queue.clone(),
             clock,
         };
