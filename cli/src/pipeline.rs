@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use doorbell::Sources;
+use doorbell::catalog::{SourceCatalog, StaticCatalog};
 use doorbell::clock::Clock;
 use doorbell::handler::HandlerRegistry;
 use doorbell::queue::{EventQueue, QueueError};
@@ -59,7 +60,7 @@ impl Pipeline {
             entities,
         );
         Self::with_handlers(
-            sources,
+            Arc::new(StaticCatalog::new(sources)),
             queue,
             store,
             registry,
@@ -69,9 +70,9 @@ impl Pipeline {
         )
     }
 
-    /// Assembles a pipeline whose worker runs `handlers`.
+    /// Assembles a pipeline whose ingest serves `sources` and whose worker runs `handlers`.
     pub fn with_handlers(
-        sources: Sources,
+        sources: Arc<dyn SourceCatalog>,
         queue: Arc<dyn EventQueue>,
         store: Arc<dyn EventStore>,
         handlers: HandlerRegistry,
@@ -81,7 +82,7 @@ impl Pipeline {
     ) -> Self {
         let worker = Worker::new(store, handlers, clock.clone(), worker_config);
         let router = doorbell_ingest::app(IngestState {
-            sources: Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
+            sources,
             queue: queue.clone(),
             clock: clock.clone(),
         });

@@ -72,7 +72,7 @@ fn pipeline(aws: &Aws, queue: Arc<dyn EventQueue>, handlers: HandlerRegistry) ->
         batch_size: 10,
     };
     Pipeline::with_handlers(
-        sources,
+        Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
         queue,
         aws.store.clone(),
         handlers,

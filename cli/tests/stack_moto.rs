@@ -1,0 +1,186 @@
+//! The pipeline on the resources CloudFormation made from `template.yaml` (in moto): the
+//! stack's queue with its RedrivePolicy (maxReceiveCount 5) and dead-letter queue, its table,
+//! and its Secrets Manager secret read through the stack's `DOORBELL_SOURCES`. The stack is
+//! created by `tests/stack/test_stack_moto.py`, which writes its outputs to
+//! `$DOORBELL_STACK_OUTPUTS`; `./scripts/test` runs that first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::http::StatusCode;
+use doorbell::catalog::SecretsManagerCatalog;
+use doorbell::clock::{Clock, SystemClock};
+use doorbell::handler::{Event, Handler, HandlerOutcome, HandlerRegistry};
+use doorbell::queue::SqsQueue;
+use doorbell::store::{DynamoDbEventStore, EventStore, Status};
+use doorbell::testing;
+use doorbell_cli::pipeline::Pipeline;
+use doorbell_cli::samples::{self, DEV_STRIPE_SECRET};
+use doorbell_worker::WorkerConfig;
+use doorbell_worker::poller::EventSource;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Outputs {
+    events_queue_url: String,
+    dead_letter_queue_url: String,
+    events_table_name: String,
+    secrets_arn: String,
+    sources_json: String,
+}
+
+struct Counting(AtomicUsize, bool);
+
+#[async_trait::async_trait]
+impl Handler for Counting {
+    async fn handle(&self, _e: &Event<'_>) -> HandlerOutcome {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        if self.1 {
+            HandlerOutcome::Retry("poison".into())
+        } else {
+            HandlerOutcome::Ok
+        }
+    }
+}
+
+#[tokio::test]
+async fn deliveries_through_the_stacks_queue_table_and_secret() {
+    let path = std::env::var("DOORBELL_STACK_OUTPUTS")
+        .expect("DOORBELL_STACK_OUTPUTS is not set: run ./scripts/test, which creates the stack in moto first");
+    let out: Outputs = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let config = testing::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let catalog = Arc::new(SecretsManagerCatalog::new(
+        aws_sdk_secretsmanager::Client::new(&config),
+        &out.secrets_arn,
+        &out.sources_json,
+        300,
+        Arc::new(SystemClock),
+    ));
+    let store = Arc::new(DynamoDbEventStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &out.events_table_name,
+    ));
+    // Receive with a 1 s visibility timeout instead of the stack's 200 s, so five receives
+    // take seconds; the redrive policy is the stack's own.
+    let queue = Arc::new(
+        SqsQueue::new(sqs.clone(), &out.events_queue_url)
+            .with_wait_time_seconds(0)
+            .with_visibility_timeout_seconds(1),
+    );
+    let good = Arc::new(Counting(AtomicUsize::new(0), false));
+    let poison = Arc::new(Counting(AtomicUsize::new(0), true));
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("stripe", "payment_intent.succeeded", good.clone());
+    handlers.register("stripe", "charge.dispute.created", poison.clone());
+    let source = EventSource {
+        arn: "arn:aws:sqs:us-east-1:123456789012:stack-events".into(),
+        region: "us-east-1".into(),
+        batch_size: 10,
+    };
+    let p = Pipeline::with_handlers(
+        catalog,
+        queue,
+        store.clone(),
+        handlers,
+        Arc::new(SystemClock),
+        source,
+        WorkerConfig::default(),
+    );
+
+    let now = SystemClock.now_s();
+    let good_id = testing::unique("evt_stack_good").replace('-', "_");
+    let poison_id = testing::unique("evt_stack_poison").replace('-', "_");
+    let body = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
+        .replace("evt_3QdemoPaymentIntent0001", &good_id)
+        .into_bytes();
+    let headers = samples::stripe_headers(DEV_STRIPE_SECRET, now, &body);
+    assert_eq!(
+        p.post("/webhooks/stripe", &headers, body.clone())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        p.post("/webhooks/stripe", &headers, body).await.status,
+        StatusCode::OK,
+        "provider retry"
+    );
+    let bad = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
+        .replace("evt_3QdemoPaymentIntent0001", &poison_id)
+        .replace(
+            "\"type\": \"payment_intent.succeeded\"",
+            "\"type\": \"charge.dispute.created\"",
+        )
+        .into_bytes();
+    let bad_headers = samples::stripe_headers(DEV_STRIPE_SECRET, now, &bad);
+    assert_eq!(
+        p.post("/webhooks/stripe", &bad_headers, bad).await.status,
+        StatusCode::OK
+    );
+    let wrong = samples::stripe_headers("whsec_wrong", now, b"{}");
+    assert_eq!(
+        p.post("/webhooks/stripe", &wrong, b"{}".to_vec())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let mut dead = Vec::new();
+    for _ in 0..60 {
+        p.poll_once().await.unwrap();
+        let r = sqs
+            .receive_message()
+            .queue_url(&out.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .unwrap();
+        dead.extend(
+            r.messages
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.body)
+                .filter(|b| b.contains(&poison_id)),
+        );
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        dead.len(),
+        1,
+        "the poison event reaches the stack's dead-letter queue"
+    );
+    assert_eq!(
+        poison.0.load(Ordering::SeqCst),
+        5,
+        "maxReceiveCount 5: five attempts, then the DLQ"
+    );
+    assert_eq!(
+        good.0.load(Ordering::SeqCst),
+        1,
+        "the retried delivery ran its handler once"
+    );
+    assert_eq!(
+        store
+            .get(&format!("stripe#{good_id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Processed
+    );
+    assert_eq!(
+        store
+            .get(&format!("stripe#{poison_id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
+}

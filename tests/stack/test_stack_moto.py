@@ -1,0 +1,108 @@
+"""The translated stack, created in moto's CloudFormation (the moto server started by
+scripts/test): the queues with their redrive policy, the table and the event source mapping
+exist as wired. moto skips the HTTP API and ignores TTL. The stack's outputs are written to
+$DOORBELL_STACK_OUTPUTS for the Rust integration test that runs the pipeline on them."""
+
+import io
+import json
+import os
+import time
+import uuid
+import zipfile
+
+import boto3
+import pytest
+
+from conftest import ARTIFACT_BUCKET, FUNCTIONS, translate
+
+
+def _client(service):
+    endpoint = os.environ.get("DOORBELL_TEST_AWS_ENDPOINT")
+    if not endpoint:
+        pytest.fail("DOORBELL_TEST_AWS_ENDPOINT is not set: run ./scripts/test, which starts moto")
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    sm, s3, cf = _client("secretsmanager"), _client("s3"), _client("cloudformation")
+    suffix = uuid.uuid4().hex[:8]
+    arn = sm.create_secret(Name=f"doorbell/sources-{suffix}",
+                           SecretString=json.dumps({"stripe": ["whsec_doorbell_local_development_only"],
+                                                    "github": "doorbell-local-development-only"}))["ARN"]
+    template = translate({"SecretsArn": arn})
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
+    for name in FUNCTIONS:
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{name}.zip", Body=buf.getvalue())
+    name = f"doorbell-{suffix}"
+    cf.create_stack(StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
+                    Parameters=[{"ParameterKey": "SecretsArn", "ParameterValue": arn}])
+    for _ in range(120):
+        st = cf.describe_stacks(StackName=name)["Stacks"][0]
+        if not st["StackStatus"].endswith("IN_PROGRESS"):
+            break
+        time.sleep(0.25)
+    assert st["StackStatus"] == "CREATE_COMPLETE", st.get("StackStatusReason")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in st["Outputs"]}
+    # moto lists resources it skips (alarms, the HTTP API) without ids.
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId")
+                for r in cf.describe_stack_resources(StackName=name)["StackResources"]
+                if "LogicalResourceId" in r}
+    return {"name": name, "outputs": outputs, "physical": physical, "secrets_arn": arn}
+
+
+def test_events_queue_redrives_to_the_dlq_after_max_receive_count(stack):
+    sqs = _client("sqs")
+    out = stack["outputs"]
+    attrs = sqs.get_queue_attributes(QueueUrl=out["EventsQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=out["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+    assert int(attrs["VisibilityTimeout"]) == 200
+    assert int(dlq["MessageRetentionPeriod"]) == 1209600 > int(attrs["MessageRetentionPeriod"])
+
+
+def test_table_has_the_pk_key(stack):
+    table = _client("dynamodb").describe_table(TableName=stack["outputs"]["EventsTableName"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_worker_is_wired_to_the_queue_with_partial_batch_failures(stack):
+    lam = _client("lambda")
+    worker = stack["physical"]["WorkerFunction"]
+    queue_arn = _client("sqs").get_queue_attributes(QueueUrl=stack["outputs"]["EventsQueueUrl"],
+                                                    AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mappings = lam.list_event_source_mappings(FunctionName=worker)["EventSourceMappings"]
+    assert [m["EventSourceArn"] for m in mappings] == [queue_arn]
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings[0]["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert mappings[0]["BatchSize"] == 10
+    config = lam.get_function_configuration(FunctionName=worker)
+    assert config["Runtime"] == "provided.al2023"  # (moto does not keep Architectures)
+    env = config["Environment"]["Variables"]
+    assert env["DOORBELL_TABLE"] == stack["outputs"]["EventsTableName"]
+    ingest = lam.get_function_configuration(FunctionName=stack["physical"]["IngestFunction"])
+    assert ingest["Environment"]["Variables"]["DOORBELL_SECRETS_ARN"] == stack["secrets_arn"]
+
+
+def test_write_outputs_for_the_rust_integration_test(stack):
+    path = os.environ.get("DOORBELL_STACK_OUTPUTS")
+    if not path:
+        pytest.fail("DOORBELL_STACK_OUTPUTS is not set: run ./scripts/test")
+    # moto cannot run Lambdas: its event source mapping would receive every message once when
+    # it is sent and fail to invoke, spending a receive. The Rust test's poller does the
+    # mapping's job instead, so the mapping is disabled (its wiring was asserted above).
+    lam = _client("lambda")
+    for m in lam.list_event_source_mappings(FunctionName=stack["physical"]["WorkerFunction"])["EventSourceMappings"]:
+        lam.update_event_source_mapping(UUID=m["UUID"], Enabled=False)
+    ingest_env = _client("lambda").get_function_configuration(
+        FunctionName=stack["physical"]["IngestFunction"])["Environment"]["Variables"]
+    with open(path, "w") as f:
+        json.dump({**stack["outputs"], "SecretsArn": stack["secrets_arn"],
+                   "SourcesJson": ingest_env["DOORBELL_SOURCES"]}, f)
