@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod handler;
+pub mod logging;
 pub mod queue;
 pub mod secret;
 pub mod store;

@@ -10,12 +10,7 @@ use doorbell_ingest::{IngestState, app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    doorbell::logging::init_json();
     let config = IngestConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url)

@@ -11,11 +11,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
+    doorbell::logging::init_json();
     let settings = WorkerSettings::from_env()?;
     let aws = aws_config::load_from_env().await;
     let store = Arc::new(DynamoDbEventStore::new(

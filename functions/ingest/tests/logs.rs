@@ -1,0 +1,93 @@
+//! What ingest writes to its log, in the JSON format the Lambda functions use: rejected
+//! signatures carry `fields.metric = "SignatureRejected"` (the template's metric filter), and
+//! no line holds a secret, a signature or the body.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::Request;
+use doorbell::catalog::StaticCatalog;
+use doorbell::clock::ManualClock;
+use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
+use doorbell::verify::stripe;
+use doorbell::{Secret, Sources};
+use doorbell_ingest::{IngestState, app};
+use tower::ServiceExt;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+    fn make_writer(&'a self) -> Buffer {
+        self.clone()
+    }
+}
+
+const SECRET: &str = "whsec_LOGTEST_secret_value";
+const BODY: &str = r#"{"id":"evt_log_1","type":"invoice.paid","card":"4242-BODY-MARKER"}"#;
+
+#[test]
+fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
+    let buffer = Buffer::default();
+    let good = stripe::sign(&Secret::new(SECRET), 1_700_000_000, BODY.as_bytes());
+    let subscriber = doorbell::logging::json_subscriber(buffer.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+            let sources = Sources::from_json(&format!(
+                r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}}]}}"#
+            ))
+            .unwrap();
+            let state = IngestState {
+                sources: Arc::new(StaticCatalog::new(sources)),
+                queue: Arc::new(MemoryQueue::new(
+                    "q",
+                    MemoryQueueConfig::default(),
+                    clock.clone(),
+                )),
+                clock,
+            };
+            let forged =
+                "t=1700000000,v1=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            for sig in [good.as_str(), forged] {
+                let req = Request::post("/webhooks/stripe")
+                    .header("stripe-signature", sig)
+                    .body(Body::from(BODY))
+                    .unwrap();
+                app(state.clone()).oneshot(req).await.unwrap();
+            }
+        });
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["metric"] == "SignatureRejected")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{text}");
+    assert_eq!(rejected[0]["fields"]["source"], "stripe");
+    assert_eq!(rejected[0]["fields"]["reason"], "bad_signature");
+    assert!(lines.iter().any(|l| l["fields"]["outcome"] == "enqueued" && l["fields"]["event_id"] == "evt_log_1"), "{text}");
+    for needle in [SECRET, "0123456789abcdef", &good[20..], "4242-BODY-MARKER"] {
+        assert!(!text.contains(needle), "log contains {needle:?}: {text}");
+    }
+}
