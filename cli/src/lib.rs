@@ -6,5 +6,7 @@
 
 pub mod demo;
 pub mod dev;
+pub mod events;
+pub mod invoke;
 pub mod pipeline;
 pub mod samples;

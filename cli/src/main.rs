@@ -1,6 +1,11 @@
 //! `doorbell`: run the webhook pipeline locally. Wiring only; see the library.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use doorbell::Sources;
+use doorbell::clock::{Clock, SystemClock};
 
 /// Doorbell: receive webhooks on AWS, verified, queued, processed exactly once.
 #[derive(Debug, Parser)]
@@ -17,16 +22,89 @@ enum Command {
     Demo,
     /// Serve the pipeline on 127.0.0.1 until stopped, logging each event's path.
     Dev(doorbell_cli::dev::DevArgs),
+    /// Re-sign an ingest event (events/ingest-*.json) for its source at the current time and
+    /// print it, e.g. for `sam local invoke IngestFunction -e <(doorbell sign FILE)`.
+    Sign {
+        /// The API Gateway or function URL event file.
+        event: PathBuf,
+        #[command(flatten)]
+        opts: LocalOpts,
+    },
+    /// Run a Lambda event through the real function code in-process and print the response,
+    /// as `sam local invoke` would.
+    Invoke {
+        /// Which function.
+        function: Function,
+        /// The event file (events/ingest-*.json or events/worker-*.json).
+        event: PathBuf,
+        #[command(flatten)]
+        opts: LocalOpts,
+        /// SQLite event store for `worker` (default: in memory, so every run starts empty).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Sample events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Write the sample Lambda events and expected.json into DIR.
+    Write {
+        /// Target folder.
+        #[arg(default_value = "events")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Function {
+    Ingest,
+    Worker,
+}
+
+#[derive(Debug, clap::Args)]
+struct LocalOpts {
+    /// Sources document (JSON, secrets inline); default: the dev sources `stripe` and `github`.
+    #[arg(long, env = "DOORBELL_SOURCES_FILE")]
+    sources: Option<PathBuf>,
+    /// The time to act at, epoch seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+}
+
+impl LocalOpts {
+    fn sources(&self) -> anyhow::Result<Sources> {
+        let json = match &self.sources {
+            Some(p) => {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+            }
+            None => doorbell_cli::samples::dev_sources_json(),
+        };
+        Ok(Sources::from_json(&json)?)
+    }
+    fn now_s(&self) -> i64 {
+        self.now.unwrap_or_else(|| SystemClock.now_s())
+    }
+}
+
+fn read_json(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    // The demo prints a report; its per-record logs are opt-in (RUST_LOG=info).
-    let default_level = if matches!(cli.command, Command::Demo) {
-        "error"
-    } else {
+    // The demo and the one-shot commands print results; their logs are opt-in (RUST_LOG).
+    let default_level = if matches!(cli.command, Command::Dev(_)) {
         "info"
+    } else {
+        "error"
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -38,15 +116,57 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Demo => {
             let ok = doorbell_cli::demo::run(&mut std::io::stdout()).await?;
-            Ok(if ok {
+            return Ok(if ok {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::FAILURE
-            })
+            });
         }
-        Command::Dev(args) => {
-            doorbell_cli::dev::run(args).await?;
-            Ok(std::process::ExitCode::SUCCESS)
+        Command::Dev(args) => doorbell_cli::dev::run(args).await?,
+        Command::Sign { event, opts } => {
+            let mut ev = read_json(&event)?;
+            doorbell_cli::invoke::sign_event(&mut ev, &opts.sources()?, opts.now_s())?;
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+        }
+        Command::Invoke {
+            function,
+            event,
+            opts,
+            db,
+        } => {
+            let ev = read_json(&event)?;
+            let now_ms = opts.now_s() * 1000;
+            let response = match function {
+                Function::Ingest => {
+                    let (response, enqueued) =
+                        doorbell_cli::invoke::invoke_ingest(ev, opts.sources()?, now_ms).await?;
+                    for body in enqueued {
+                        eprintln!("enqueued: {body}");
+                    }
+                    response
+                }
+                Function::Worker => {
+                    let store = match &db {
+                        Some(p) => doorbell::store::SqliteEventStore::open(p)?,
+                        None => doorbell::store::SqliteEventStore::in_memory()?,
+                    };
+                    doorbell_cli::invoke::invoke_worker(
+                        ev,
+                        &opts.sources()?,
+                        std::sync::Arc::new(store),
+                        now_ms,
+                    )
+                    .await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&response)?);
+        }
+        Command::Events {
+            command: EventsCommand::Write { dir },
+        } => {
+            let n = doorbell_cli::events::write_all(&dir)?;
+            eprintln!("wrote {n} events and expected.json to {}", dir.display());
         }
     }
+    Ok(std::process::ExitCode::SUCCESS)
 }
