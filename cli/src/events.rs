@@ -7,7 +7,7 @@
 //! HTTP APIs", "Lambda function URLs: request payload", "Using Lambda with Amazon SQS").
 
 use base64::Engine;
-use doorbell::verify::Verified;
+use doorbell::verify::{Dedupe, Verified};
 use doorbell::{Envelope, Provider, Secret, SourceConfig};
 use serde_json::{Value, json};
 
@@ -152,14 +152,13 @@ fn envelope(
     event_type: &str,
     body: &[u8],
     content_type: &str,
-    scope: Option<&str>,
 ) -> String {
     let src = SourceConfig::new(source, provider, vec![Secret::new("unused")]);
     let verified = Verified {
         event_id: event_id.into(),
         event_type: event_type.into(),
         occurred_at_ms: None,
-        dedupe_scope: scope.map(str::to_owned),
+        dedupe: if provider == Provider::Github { Dedupe::BodyDigest } else { Dedupe::EventId },
         headers: vec![],
     };
     Envelope::new(
@@ -220,7 +219,6 @@ pub fn samples() -> Vec<Sample> {
         "payment_intent.succeeded",
         pi,
         json,
-        None,
     );
     let env_push = envelope(
         "github",
@@ -229,7 +227,6 @@ pub fn samples() -> Vec<Sample> {
         "push",
         push,
         json,
-        Some("123456"),
     );
     let env_unknown = envelope(
         "stripe",
@@ -238,7 +235,6 @@ pub fn samples() -> Vec<Sample> {
         "customer.created",
         br#"{"id":"evt_1Unhandled0001","type":"customer.created"}"#,
         json,
-        None,
     );
     let mut tampered: Value = serde_json::from_str(&env_pi).unwrap_or_default();
     tampered["body"] = Value::String(samples::STRIPE_PAYMENT_INTENT_SUCCEEDED.replace("2000", "1"));

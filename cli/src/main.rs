@@ -52,6 +52,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum EventsCommand {
+    /// Print the dev sources document (the local `stripe` and `github` sources, dev secrets
+    /// inline), for `DOORBELL_SOURCES` when running the functions locally.
+    DevSources,
     /// Write the sample Lambda events and expected.json into DIR.
     Write {
         /// Target folder.
@@ -108,6 +111,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_level.into()),
@@ -161,6 +165,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             };
             println!("{}", serde_json::to_string_pretty(&response)?);
         }
+        Command::Events {
+            command: EventsCommand::DevSources,
+        } => println!("{}", doorbell_cli::samples::dev_sources_json()),
         Command::Events {
             command: EventsCommand::Write { dir },
         } => {

@@ -59,9 +59,10 @@ impl Clock for ManualClock {
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision
-/// (`2023-11-14T22:13:20.000Z`). Values before the epoch format as the epoch.
+/// (`2023-11-14T22:13:20.000Z`). Values before the epoch format as the epoch, values after
+/// 9999-12-31T23:59:59.999Z as that instant (RFC 3339 has four-digit years).
 pub fn rfc3339_ms(epoch_ms: i64) -> String {
-    let ms = u64::try_from(epoch_ms).unwrap_or(0);
+    let ms = u64::try_from(epoch_ms.clamp(0, 253_402_300_799_999)).unwrap_or(0);
     let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -74,6 +75,7 @@ mod tests {
     fn formats_rfc3339_with_milliseconds() {
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339_ms(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -103,9 +103,9 @@ impl SourceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The JSON did not parse or did not have the documented shape.
-    #[error("source configuration is not valid: {message} (line {line}, column {column})")]
+    #[error("source configuration is not valid: {message}")]
     Parse {
-        /// serde's message with every quoted value replaced by `"…"`.
+        /// What is wrong and where, never quoting a value ([`crate::redact::json_error`]).
         message: String,
         /// 1-based line.
         line: usize,
@@ -212,32 +212,10 @@ impl Sources {
 
 fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ConfigError> {
     serde_json::from_str(json).map_err(|e| ConfigError::Parse {
-        message: redact_quoted(&e.to_string()),
+        message: crate::redact::json_error(&e),
         line: e.line(),
         column: e.column(),
     })
-}
-
-/// Replaces every `"…"` span in serde's message (where it quotes input values) with `"…"`.
-fn redact_quoted(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
-    for c in msg.chars() {
-        if c == '"' {
-            if in_quote {
-                out.push_str("…\"");
-            } else {
-                out.push('"');
-            }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
-        }
-    }
-    if in_quote {
-        out.push_str("…\"");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@
 //! `body_base64` otherwise. Either way the worker gets back the exact bytes that were verified,
 //! and checks them against `body_sha256`.
 //!
-//! The idempotency key is `{source}#{event_id}`, or `{source}#{scope}:{event_id}` where the
-//! provider needs a scope (GitHub's hook id). It never contains a timestamp or a message id.
+//! The idempotency key is `{source}#{event_id}` where the provider signs the event id (Stripe),
+//! and `{source}#sha256:{body_sha256}` where it signs only the body (GitHub): see
+//! [`crate::verify::Dedupe`]. It never contains a timestamp or a message id.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::rfc3339_ms;
 use crate::config::SourceConfig;
-use crate::verify::Verified;
+use crate::verify::{Dedupe, Verified};
 
 /// The envelope version this crate writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -74,9 +75,9 @@ pub struct Envelope {
 /// Why a queue message is not a usable envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
-    /// Not JSON of the envelope's shape.
+    /// Not JSON of the envelope's shape (described without quoting the message).
     #[error("message is not an envelope: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     /// A version this build does not read.
     #[error("unsupported envelope version {0}")]
     Version(u32),
@@ -98,9 +99,10 @@ impl Envelope {
         content_type: Option<&str>,
         received_at_ms: i64,
     ) -> Self {
-        let idempotency_key = match &verified.dedupe_scope {
-            Some(scope) => format!("{}#{}:{}", source.name, scope, verified.event_id),
-            None => format!("{}#{}", source.name, verified.event_id),
+        let body_sha256 = sha256_hex(body);
+        let idempotency_key = match verified.dedupe {
+            Dedupe::EventId => format!("{}#{}", source.name, verified.event_id),
+            Dedupe::BodyDigest => format!("{}#sha256:{}", source.name, body_sha256),
         };
         let (text, b64) = match std::str::from_utf8(body) {
             Ok(s) if !s.contains(['\u{FFFE}', '\u{FFFF}']) => (Some(s.to_owned()), None),
@@ -121,7 +123,7 @@ impl Envelope {
             content_type: content_type.map(str::to_owned),
             body: text,
             body_base64: b64,
-            body_sha256: sha256_hex(body),
+            body_sha256,
             headers: verified
                 .headers
                 .into_iter()
@@ -135,7 +137,8 @@ impl Envelope {
     /// # Errors
     /// Any [`EnvelopeError`].
     pub fn parse(message: &str) -> Result<Self, EnvelopeError> {
-        let env: Envelope = serde_json::from_str(message)?;
+        let env: Envelope = serde_json::from_str(message)
+            .map_err(|e| EnvelopeError::Json(crate::redact::json_error(&e)))?;
         if env.v != ENVELOPE_VERSION {
             return Err(EnvelopeError::Version(env.v));
         }
@@ -191,7 +194,7 @@ mod tests {
             event_id: "evt_1".into(),
             event_type: "a.b".into(),
             occurred_at_ms: Some(1_700_000_000_000),
-            dedupe_scope: None,
+            dedupe: Dedupe::EventId,
             headers: vec![("x-k", "v".into())],
         }
     }
@@ -238,13 +241,13 @@ mod tests {
     }
 
     #[test]
-    fn scope_goes_into_the_idempotency_key() {
+    fn body_digest_dedupe_keys_on_the_body_not_the_event_id() {
         let mut v = verified();
-        v.dedupe_scope = Some("42".into());
-        assert_eq!(
-            Envelope::new(&src(), v, b"{}", None, 0).idempotency_key,
-            "shop#42:evt_1"
-        );
+        v.dedupe = Dedupe::BodyDigest;
+        let e = Envelope::new(&src(), v.clone(), b"{}", None, 0);
+        assert_eq!(e.idempotency_key, format!("shop#sha256:{}", sha256_hex(b"{}")));
+        v.event_id = "another".into();
+        assert_eq!(Envelope::new(&src(), v, b"{}", None, 0).idempotency_key, e.idempotency_key);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod envelope;
 pub mod handler;
 pub mod logging;
 pub mod queue;
+pub mod redact;
 pub mod secret;
 pub mod store;
 #[cfg(feature = "test-util")]

@@ -390,7 +390,8 @@ async fn c12_only_the_sha256_header_counts_and_ping_is_accepted() {
     let envs = h.envelopes();
     assert_eq!(envs.len(), 2);
     assert_eq!(envs[0].event_type, "ping");
-    assert_eq!(envs[0].idempotency_key, format!("github#123456:{DELIVERY}"));
+    assert_eq!(envs[0].event_id, DELIVERY);
+    assert!(envs[0].idempotency_key.starts_with("github#sha256:"));
 }
 
 #[tokio::test]
@@ -420,31 +421,32 @@ async fn envelope_over_the_queue_limit_is_413_never_2xx() {
 }
 
 #[tokio::test]
-async fn c18_idempotency_keys_are_scoped_by_source_and_hook_not_by_time_or_message() {
+async fn c18_idempotency_keys_come_from_what_the_provider_signs() {
+    // GitHub signs only the body: a redelivery, or a captured delivery replayed under any other
+    // GUID or hook id, has the same key; a different body (another app's installation, another
+    // event) has another key even under the same GUID.
     let h = Harness::new();
-    // The same delivery GUID to two hooks → two keys; a redelivery to the same hook → one key.
-    for hook in ["111", "222", "111"] {
+    let other_body = r#"{"zen":"Fake zen.","hook_id":654321,"hook":{"type":"App","id":654321}}"#;
+    let other_sig = doorbell::verify::github::sign(&doorbell::Secret::new(GITHUB_SECRET), other_body.as_bytes());
+    let deliveries = [
+        (G1, G1_SIG, DELIVERY, "111"),
+        (G1, G1_SIG, DELIVERY, "111"),
+        (G1, G1_SIG, "11111111-2222-3333-4444-555555555555", "999"),
+        (other_body, other_sig.as_str(), DELIVERY, "222"),
+    ];
+    for (body, sig, delivery, hook) in deliveries {
         let headers = [
-            ("x-hub-signature-256", G1_SIG),
+            ("x-hub-signature-256", sig),
             ("x-github-event", "ping"),
-            ("x-github-delivery", DELIVERY),
+            ("x-github-delivery", delivery),
             ("x-github-hook-id", hook),
         ];
-        assert_eq!(h.invoke(v2("github", &headers, G1, false)).await.0, 200);
+        assert_eq!(h.invoke(v2("github", &headers, body, false)).await.0, 200);
     }
-    let keys: Vec<String> = h
-        .envelopes()
-        .into_iter()
-        .map(|e| e.idempotency_key)
-        .collect();
-    assert_eq!(
-        keys,
-        vec![
-            format!("github#111:{DELIVERY}"),
-            format!("github#222:{DELIVERY}"),
-            format!("github#111:{DELIVERY}")
-        ]
-    );
+    let keys: Vec<String> = h.envelopes().into_iter().map(|e| e.idempotency_key).collect();
+    let g1_key = format!("github#sha256:{}", doorbell::envelope::sha256_hex(G1.as_bytes()));
+    assert_eq!(keys[..3], [g1_key.clone(), g1_key.clone(), g1_key.clone()]);
+    assert_ne!(keys[3], g1_key);
     // Stripe: the key is the source and the event id, whatever the signature time.
     let h = Harness::new();
     let body = s1();

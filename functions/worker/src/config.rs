@@ -5,12 +5,16 @@
 //! | `DOORBELL_TABLE` | the `webhook_events` table name (required) |
 //! | `DOORBELL_SOURCES` | sources as JSON: the worker reads only `name` and `provider` (optional; without it no handler is registered and every event is `ignored`) |
 //! | `DOORBELL_MAX_CONCURRENCY` | records processed at once; default 10 |
-//! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days) |
+//! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days), at least 3600 |
 
 use doorbell::Provider;
 use serde::Deserialize;
 
 use crate::WorkerConfig;
+
+/// Shortest accepted dedupe window, **seconds**: longer than any lease, so a record is never
+/// forgotten while a handler may still be running.
+pub const MIN_DEDUPE_WINDOW_SECONDS: i64 = 3_600;
 
 /// Worker settings.
 #[derive(Debug)]
@@ -70,7 +74,9 @@ impl WorkerSettings {
         if let Some(v) = var("DOORBELL_DEDUPE_WINDOW_SECONDS") {
             worker.dedupe_window_s = v
                 .parse()
-                .map_err(|_| WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS"))?;
+                .ok()
+                .filter(|s: &i64| *s >= MIN_DEDUPE_WINDOW_SECONDS)
+                .ok_or(WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS"))?;
         }
         Ok(Self {
             table,
@@ -105,6 +111,15 @@ mod tests {
         .unwrap();
         assert_eq!(s.sources, vec![("pay".to_owned(), Provider::Stripe)]);
         assert_eq!(s.worker.max_concurrency, 4);
+        for bad in ["0", "-5", "60", "soon"] {
+            let e = WorkerSettings::from_lookup(|k| match k {
+                "DOORBELL_TABLE" => Some("t".into()),
+                "DOORBELL_DEDUPE_WINDOW_SECONDS" => Some(bad.into()),
+                _ => None,
+            })
+            .unwrap_err();
+            assert!(matches!(e, WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS")), "{bad}");
+        }
         assert_eq!(
             WorkerSettings::from_lookup(|_| None)
                 .unwrap_err()

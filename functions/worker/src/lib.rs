@@ -39,6 +39,32 @@ use doorbell::handler::{Event, HandlerOutcome, HandlerRegistry};
 use doorbell::store::{ClaimOutcome, ClaimRequest, EventStore, MAX_STORED_PAYLOAD_BYTES};
 use futures::{FutureExt, StreamExt};
 
+/// Indices of `records` grouped by idempotency key, groups in order of first appearance.
+/// A record whose key cannot be read is a group of its own.
+fn group_by_key(records: &[SqsMessage]) -> Vec<Vec<usize>> {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        idempotency_key: std::borrow::Cow<'a, str>,
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let key = r.body.as_deref().and_then(|b| serde_json::from_str::<Key<'_>>(b).ok());
+        match key {
+            Some(k) => {
+                let g = *by_key.entry(k.idempotency_key.into_owned()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
 /// Worker tuning.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -98,6 +124,14 @@ impl RecordOutcome {
                 | RecordOutcome::BadEnvelope(_)
                 | RecordOutcome::StoreFailed(_)
         )
+    }
+
+    /// Why the record failed (empty when it did not).
+    pub fn reason(&self) -> &str {
+        match self {
+            RecordOutcome::HandlerFailed(r) | RecordOutcome::BadEnvelope(r) | RecordOutcome::StoreFailed(r) => r,
+            _ => "",
+        }
     }
 
     /// A short name for logs: `processed`, `ignored`, `duplicate`, …
@@ -165,26 +199,42 @@ impl Worker {
         event: SqsEvent,
         deadline_ms: Option<i64>,
     ) -> (SqsBatchResponse, Vec<RecordReport>) {
-        let pending: Vec<_> = event
-            .records
-            .iter()
-            .map(|r| self.process(r, deadline_ms))
+        // Records that share an idempotency key (a provider retry that landed in the same
+        // batch) run one after another, so the second sees the first's outcome instead of its
+        // lease; different keys run concurrently.
+        let pending: Vec<_> = group_by_key(&event.records)
+            .into_iter()
+            .map(|group| self.process_group(&event.records, group, deadline_ms))
             .collect();
-        let reports: Vec<RecordReport> = futures::stream::iter(pending)
-            .buffered(self.config.max_concurrency.max(1))
-            .collect()
-            .await;
+        let mut numbered: Vec<(usize, RecordReport)> = futures::stream::iter(pending)
+            .buffer_unordered(self.config.max_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        numbered.sort_by_key(|(i, _)| *i);
+        let reports: Vec<RecordReport> = numbered.into_iter().map(|(_, r)| r).collect();
         let mut response = SqsBatchResponse::default();
         for r in &reports {
+            let reason: String = r.outcome.reason().chars().take(200).collect();
             tracing::info!(
                 message_id = %r.message_id, idempotency_key = r.idempotency_key.as_deref().unwrap_or(""),
-                event_id = r.event_id.as_deref().unwrap_or(""), outcome = r.outcome.name(), "record"
+                event_id = r.event_id.as_deref().unwrap_or(""), outcome = r.outcome.name(), reason = %reason, "record"
             );
             if r.outcome.is_reported() {
                 response.add_failure(r.message_id.clone());
             }
         }
         (response, reports)
+    }
+
+    async fn process_group(&self, records: &[SqsMessage], group: Vec<usize>, deadline_ms: Option<i64>) -> Vec<(usize, RecordReport)> {
+        let mut out = Vec::with_capacity(group.len());
+        for i in group {
+            out.push((i, self.process(&records[i], deadline_ms).await));
+        }
+        out
     }
 
     fn lease_expires_at(&self, now_ms: i64, deadline_ms: Option<i64>) -> i64 {

@@ -57,7 +57,7 @@ fn envelope(event_id: &str, event_type: &str, body: &str) -> Envelope {
         event_id: event_id.into(),
         event_type: event_type.into(),
         occurred_at_ms: None,
-        dedupe_scope: None,
+        dedupe: Default::default(),
         headers: vec![],
     };
     Envelope::new(
@@ -491,7 +491,7 @@ async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
         event_id: "d-1".into(),
         event_type: "push".into(),
         occurred_at_ms: None,
-        dedupe_scope: None,
+        dedupe: Default::default(),
         headers: vec![],
     };
     let env = Envelope::new(

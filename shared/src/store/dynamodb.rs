@@ -35,7 +35,7 @@ const CLAIM_UPDATE: &str = "SET #src = :source, provider = :provider, event_id =
     event_type = :event_type, #st = :in_progress, received_at = if_not_exists(received_at, :received_at), \
     attempts = if_not_exists(attempts, :zero) + :one, lease_expires_at = :lease, updated_at = :now, \
     body_sha256 = :sha, expires_at = :exp";
-const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now_s OR \
+const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR (expires_at < :now_s AND #st <> :in_progress) OR \
     (body_sha256 = :sha AND (#st = :failed OR (#st = :in_progress AND (lease_expires_at < :now OR \
     (attribute_not_exists(lease_expires_at) AND (attribute_not_exists(updated_at) OR updated_at < :stale_before))))))";
 const FINISH_CONDITION: &str = "#st = :in_progress AND attempts = :attempt";

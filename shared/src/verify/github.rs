@@ -9,18 +9,19 @@
 //!   a fallback;
 //! - the signature covers the body exactly as sent, for both content types GitHub offers:
 //!   `application/json` and `application/x-www-form-urlencoded` (`payload=<url-encoded JSON>`);
-//! - GitHub signs no timestamp, so there is no tolerance check; replays are stopped by the
-//!   idempotency key;
-//! - event id: `X-GitHub-Delivery` (a GUID, the same for a manual redelivery); event type:
-//!   `X-GitHub-Event`, with the body's `action` appended (`pull_request.opened`);
-//!   `X-GitHub-Hook-ID` scopes the idempotency key, since one event reaches every hook with the
-//!   same delivery GUID.
+//! - GitHub signs no timestamp and no header: only the body. Replays are stopped by the
+//!   idempotency key, which is therefore the body's SHA-256 ([`super::Dedupe::BodyDigest`]),
+//!   not the delivery GUID (a replayed capture could carry any GUID);
+//! - event id: `X-GitHub-Delivery` (a GUID, kept for logs and the event store); event type:
+//!   `X-GitHub-Event`, with the body's `action` appended (`pull_request.opened`). Being
+//!   unsigned, the event type only routes to a handler, which must parse the body it gets.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Scheme, Verified, VerifyError, WebhookRequest, event_id, json, optional_header, single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, json,
+    optional_header, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -93,7 +94,7 @@ impl Scheme for GitHub {
         let hook_id = optional_header(req.headers, HOOK_ID_HEADER)?;
         let action = json_payload(req.body)
             .and_then(|p| json::head(&p).and_then(|h| h.action.map(|a| a.into_owned())));
-        let event_type = match action {
+        let kind = match action {
             Some(a) if !a.is_empty() => format!("{event}.{a}"),
             _ => event.to_owned(),
         };
@@ -106,9 +107,9 @@ impl Scheme for GitHub {
         }
         Ok(Verified {
             event_id: event_id(delivery)?,
-            event_type,
+            event_type: event_type(&kind)?,
             occurred_at_ms: None,
-            dedupe_scope: hook_id.map(str::to_owned),
+            dedupe: Dedupe::BodyDigest,
             headers,
         })
     }
@@ -245,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn event_type_includes_action_and_hook_id_scopes_the_key() {
+    fn event_type_includes_action_and_the_body_is_the_dedupe_identity() {
         let body = br#"{"action":"opened","number":1}"#;
         let sig = sign(&Secret::new(SECRET), body);
         let mut pairs = base(&sig);
@@ -253,6 +254,6 @@ mod tests {
         pairs.push((HOOK_ID_HEADER, "42".to_owned()));
         let v = check(&pairs, body).unwrap();
         assert_eq!(v.event_type, "pull_request.opened");
-        assert_eq!(v.dedupe_scope.as_deref(), Some("42"));
+        assert_eq!(v.dedupe, Dedupe::BodyDigest);
     }
 }

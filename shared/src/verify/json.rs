@@ -16,8 +16,35 @@ pub(crate) struct Head<'a> {
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub action: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub created: Option<i64>,
+    #[serde(borrow, default)]
+    pub created: Option<Created<'a>>,
+}
+
+/// `created`: epoch seconds (snapshot events) or RFC 3339 text (thin events).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Created<'a> {
+    Seconds(i64),
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
+}
+
+/// Latest time an event may claim, epoch ms (9999-12-31T23:59:59.999Z).
+pub(crate) const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+
+impl Head<'_> {
+    /// `created` as epoch ms, when present, valid and before year 10000.
+    pub fn created_ms(&self) -> Option<i64> {
+        let ms = match self.created.as_ref()? {
+            Created::Seconds(s) => s.checked_mul(1000)?,
+            Created::Text(t) => {
+                let d = humantime::parse_rfc3339_weak(t).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+                i64::try_from(d.as_millis()).ok()?
+            }
+            Created::Other(_) => return None,
+        };
+        (0..=MAX_EVENT_TIME_MS).contains(&ms).then_some(ms)
+    }
 }
 
 /// Parses the top-level fields of `body`, or `None` if it is not a JSON object of that shape.
@@ -36,8 +63,19 @@ mod tests {
                 .unwrap();
         assert_eq!(h.id.as_deref(), Some("evt_1"));
         assert_eq!(h.kind.as_deref(), Some("a.b"));
-        assert_eq!(h.created, Some(17));
+        assert_eq!(h.created_ms(), Some(17_000));
         assert!(h.action.is_none());
+    }
+
+    #[test]
+    fn created_may_be_seconds_or_rfc3339_and_is_bounded() {
+        let t = |body: &str| head(body.as_bytes()).unwrap().created_ms();
+        assert_eq!(t(r#"{"created":"2024-05-01T12:00:00.123Z"}"#), Some(1_714_564_800_123));
+        assert_eq!(t(r#"{"created":1700000000}"#), Some(1_700_000_000_000));
+        assert_eq!(t(r#"{"created":99999999999999}"#), None);
+        assert_eq!(t(r#"{"created":-5}"#), None);
+        assert_eq!(t(r#"{"created":"yesterday"}"#), None);
+        assert_eq!(t(r#"{"created":{"a":1}}"#), None);
     }
 
     #[test]

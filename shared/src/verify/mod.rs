@@ -28,12 +28,22 @@ use crate::config::{Provider, SourceConfig};
 pub const MAX_EVENT_ID_BYTES: usize = 512;
 
 /// What a scheme needs from the HTTP request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct WebhookRequest<'a> {
     /// Request headers (case-insensitive lookup).
     pub headers: &'a HeaderMap,
     /// The raw body bytes, exactly as the provider sent them.
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for WebhookRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header names only: values hold signatures, the body may hold personal data.
+        f.debug_struct("WebhookRequest")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// A verified delivery: what the envelope and the event store need to know about it.
@@ -45,11 +55,24 @@ pub struct Verified {
     pub event_type: String,
     /// When the provider says the event happened, epoch **milliseconds**, if it says.
     pub occurred_at_ms: Option<i64>,
-    /// A provider-side namespace that, with the source and event id, makes the idempotency key
-    /// (GitHub's `X-GitHub-Hook-ID`: one delivery GUID reaches every hook of an event).
-    pub dedupe_scope: Option<String>,
+    /// What identifies the event for deduplication (see [`Dedupe`]).
+    pub dedupe: Dedupe,
     /// The few request headers the worker's handlers need, lower-case names.
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// What the idempotency key is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dedupe {
+    /// The event id, where the provider signs it (Stripe's `id` is inside the signed body).
+    #[default]
+    EventId,
+    /// The SHA-256 of the raw body, where the event id is not signed. GitHub signs only the
+    /// body: `X-GitHub-Delivery` and `X-GitHub-Hook-ID` are plain headers anyone replaying a
+    /// captured delivery can change, so only the body identifies it. A manual redelivery
+    /// resends the identical body and is deduplicated; the same event sent to two hooks or
+    /// apps differs in its body (`hook`, `installation`) and is not.
+    BodyDigest,
 }
 
 /// Why a delivery was not accepted. Messages name headers and reasons, never secrets or
@@ -66,7 +89,7 @@ pub enum VerifyError {
     #[error("malformed header {0}")]
     MalformedHeader(&'static str),
     /// The signed timestamp is further from now than the tolerance.
-    #[error("timestamp outside tolerance ({skew_seconds} s from now)")]
+    #[error("signed timestamp is {} s in the {}, outside the tolerance", skew_seconds.unsigned_abs(), if *skew_seconds >= 0 { "past" } else { "future" })]
     TimestampOutsideTolerance {
         /// now − timestamp, **seconds** (positive: in the past).
         skew_seconds: i64,
@@ -170,7 +193,7 @@ pub(crate) fn optional_header<'h>(
     }
 }
 
-/// Checks an event id's length and returns it owned.
+/// Checks an event id's length and characters and returns it owned.
 pub(crate) fn event_id(id: &str) -> Result<String, VerifyError> {
     if id.is_empty() {
         return Err(VerifyError::NoEventId("empty event id"));
@@ -178,7 +201,25 @@ pub(crate) fn event_id(id: &str) -> Result<String, VerifyError> {
     if id.len() > MAX_EVENT_ID_BYTES {
         return Err(VerifyError::NoEventId("event id longer than 512 bytes"));
     }
+    if !queue_safe(id) {
+        return Err(VerifyError::NoEventId("event id has control characters"));
+    }
     Ok(id.to_owned())
+}
+
+/// Checks an event type's length and characters (it travels as an SQS message attribute).
+pub(crate) fn event_type(kind: &str) -> Result<String, VerifyError> {
+    if kind.is_empty() || kind.len() > 256 || !queue_safe(kind) {
+        return Err(VerifyError::NoEventId("event type is empty, too long or has control characters"));
+    }
+    Ok(kind.to_owned())
+}
+
+/// True when `s` is printable text SQS accepts verbatim (no control characters, no
+/// U+FFFE/U+FFFF): SQS rejects a message or attribute holding them, which would turn an
+/// authentic delivery into a 503 forever.
+pub(crate) fn queue_safe(s: &str) -> bool {
+    s.chars().all(|c| !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 /// Checks `|now_s - timestamp_s| <= tolerance_s` (all **seconds**).

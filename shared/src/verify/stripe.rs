@@ -11,15 +11,16 @@
 //! - signed payload: `{t}.{raw body}`, HMAC-SHA256, lower-case hex, keyed with the endpoint
 //!   secret **as is** (`whsec_…` prefix included);
 //! - the timestamp must be within the source's tolerance (default 300 s) of now, either way;
-//! - event id and type: the body's top-level `id` (`evt_…`) and `type`; `created` (epoch
-//!   seconds) becomes the envelope's `occurred_at`.
+//! - event id and type: the body's top-level `id` (`evt_…`) and `type`; `created` becomes the
+//!   envelope's `occurred_at`: epoch seconds in snapshot events, an RFC 3339 string in thin
+//!   events (`v2.*`, <https://docs.stripe.com/event-destinations>); either form is read.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, json,
-    parse_timestamp, single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
+    json, parse_timestamp, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -125,15 +126,16 @@ impl Scheme for Stripe {
 
         let head =
             json::head(req.body).ok_or(VerifyError::NoEventId("body is not a JSON object"))?;
+        let occurred_at_ms = head.created_ms();
         let id = head.id.ok_or(VerifyError::NoEventId("body has no id"))?;
         let kind = head
             .kind
             .ok_or(VerifyError::NoEventId("body has no type"))?;
         Ok(Verified {
             event_id: event_id(&id)?,
-            event_type: kind.into_owned(),
-            occurred_at_ms: head.created.and_then(|s| s.checked_mul(1000)),
-            dedupe_scope: None,
+            event_type: event_type(&kind)?,
+            occurred_at_ms,
+            dedupe: Dedupe::EventId,
             headers: Vec::new(),
         })
     }
