@@ -50,11 +50,11 @@ def main():
         "AWS_ENDPOINT_URL": ENDPOINT, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1", "RUST_LOG": "warn",
     }.items():
-        env_file.write(f"{k}={v}\n")
+        env_file.write(f"{k}='{v}'\n")  # single-quoted: values hold JSON
     env_file.close()
 
     port = free_port()
-    watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--only-lambda-apis",
+    watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes",
                               "--invoke-address", "127.0.0.1", "--invoke-port", str(port), "--env-file", env_file.name],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tempfile.gettempdir(), f"lambda-watch-{suffix}.log"), "w"))
     try:

@@ -158,7 +158,11 @@ fn envelope(
         event_id: event_id.into(),
         event_type: event_type.into(),
         occurred_at_ms: None,
-        dedupe: if provider == Provider::Github { Dedupe::BodyDigest } else { Dedupe::EventId },
+        dedupe: if provider == Provider::Github {
+            Dedupe::BodyDigest
+        } else {
+            Dedupe::EventId
+        },
         headers: vec![],
     };
     Envelope::new(

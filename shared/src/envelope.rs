@@ -245,9 +245,15 @@ mod tests {
         let mut v = verified();
         v.dedupe = Dedupe::BodyDigest;
         let e = Envelope::new(&src(), v.clone(), b"{}", None, 0);
-        assert_eq!(e.idempotency_key, format!("shop#sha256:{}", sha256_hex(b"{}")));
+        assert_eq!(
+            e.idempotency_key,
+            format!("shop#sha256:{}", sha256_hex(b"{}"))
+        );
         v.event_id = "another".into();
-        assert_eq!(Envelope::new(&src(), v, b"{}", None, 0).idempotency_key, e.idempotency_key);
+        assert_eq!(
+            Envelope::new(&src(), v, b"{}", None, 0).idempotency_key,
+            e.idempotency_key
+        );
     }
 
     #[test]

@@ -10,8 +10,17 @@
 pub fn json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let msg = e.to_string();
-    let what = match msg.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
-        Some(field) if field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => format!("missing field `{field}`"),
+    let what = match msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(field)
+            if field
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            format!("missing field `{field}`")
+        }
         _ => match e.classify() {
             Category::Syntax => "not valid JSON".to_owned(),
             Category::Eof => "unexpected end of input".to_owned(),

@@ -427,7 +427,10 @@ async fn c18_idempotency_keys_come_from_what_the_provider_signs() {
     // event) has another key even under the same GUID.
     let h = Harness::new();
     let other_body = r#"{"zen":"Fake zen.","hook_id":654321,"hook":{"type":"App","id":654321}}"#;
-    let other_sig = doorbell::verify::github::sign(&doorbell::Secret::new(GITHUB_SECRET), other_body.as_bytes());
+    let other_sig = doorbell::verify::github::sign(
+        &doorbell::Secret::new(GITHUB_SECRET),
+        other_body.as_bytes(),
+    );
     let deliveries = [
         (G1, G1_SIG, DELIVERY, "111"),
         (G1, G1_SIG, DELIVERY, "111"),
@@ -443,8 +446,15 @@ async fn c18_idempotency_keys_come_from_what_the_provider_signs() {
         ];
         assert_eq!(h.invoke(v2("github", &headers, body, false)).await.0, 200);
     }
-    let keys: Vec<String> = h.envelopes().into_iter().map(|e| e.idempotency_key).collect();
-    let g1_key = format!("github#sha256:{}", doorbell::envelope::sha256_hex(G1.as_bytes()));
+    let keys: Vec<String> = h
+        .envelopes()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
+    let g1_key = format!(
+        "github#sha256:{}",
+        doorbell::envelope::sha256_hex(G1.as_bytes())
+    );
     assert_eq!(keys[..3], [g1_key.clone(), g1_key.clone(), g1_key.clone()]);
     assert_ne!(keys[3], g1_key);
     // Stripe: the key is the source and the event id, whatever the signature time.

@@ -118,7 +118,13 @@ mod tests {
                 _ => None,
             })
             .unwrap_err();
-            assert!(matches!(e, WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS")), "{bad}");
+            assert!(
+                matches!(
+                    e,
+                    WorkerConfigError::Invalid("DOORBELL_DEDUPE_WINDOW_SECONDS")
+                ),
+                "{bad}"
+            );
         }
         assert_eq!(
             WorkerSettings::from_lookup(|_| None)

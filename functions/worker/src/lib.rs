@@ -50,13 +50,18 @@ fn group_by_key(records: &[SqsMessage]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        let key = r.body.as_deref().and_then(|b| serde_json::from_str::<Key<'_>>(b).ok());
+        let key = r
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Key<'_>>(b).ok());
         match key {
             Some(k) => {
-                let g = *by_key.entry(k.idempotency_key.into_owned()).or_insert_with(|| {
-                    groups.push(Vec::new());
-                    groups.len() - 1
-                });
+                let g = *by_key
+                    .entry(k.idempotency_key.into_owned())
+                    .or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
                 groups[g].push(i);
             }
             None => groups.push(vec![i]),
@@ -129,7 +134,9 @@ impl RecordOutcome {
     /// Why the record failed (empty when it did not).
     pub fn reason(&self) -> &str {
         match self {
-            RecordOutcome::HandlerFailed(r) | RecordOutcome::BadEnvelope(r) | RecordOutcome::StoreFailed(r) => r,
+            RecordOutcome::HandlerFailed(r)
+            | RecordOutcome::BadEnvelope(r)
+            | RecordOutcome::StoreFailed(r) => r,
             _ => "",
         }
     }
@@ -229,7 +236,12 @@ impl Worker {
         (response, reports)
     }
 
-    async fn process_group(&self, records: &[SqsMessage], group: Vec<usize>, deadline_ms: Option<i64>) -> Vec<(usize, RecordReport)> {
+    async fn process_group(
+        &self,
+        records: &[SqsMessage],
+        group: Vec<usize>,
+        deadline_ms: Option<i64>,
+    ) -> Vec<(usize, RecordReport)> {
         let mut out = Vec::with_capacity(group.len());
         for i in group {
             out.push((i, self.process(&records[i], deadline_ms).await));

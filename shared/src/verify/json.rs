@@ -38,7 +38,10 @@ impl Head<'_> {
         let ms = match self.created.as_ref()? {
             Created::Seconds(s) => s.checked_mul(1000)?,
             Created::Text(t) => {
-                let d = humantime::parse_rfc3339_weak(t).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+                let d = humantime::parse_rfc3339_weak(t)
+                    .ok()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?;
                 i64::try_from(d.as_millis()).ok()?
             }
             Created::Other(_) => return None,
@@ -70,7 +73,10 @@ mod tests {
     #[test]
     fn created_may_be_seconds_or_rfc3339_and_is_bounded() {
         let t = |body: &str| head(body.as_bytes()).unwrap().created_ms();
-        assert_eq!(t(r#"{"created":"2024-05-01T12:00:00.123Z"}"#), Some(1_714_564_800_123));
+        assert_eq!(
+            t(r#"{"created":"2024-05-01T12:00:00.123Z"}"#),
+            Some(1_714_564_800_123)
+        );
         assert_eq!(t(r#"{"created":1700000000}"#), Some(1_700_000_000_000));
         assert_eq!(t(r#"{"created":99999999999999}"#), None);
         assert_eq!(t(r#"{"created":-5}"#), None);

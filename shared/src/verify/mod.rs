@@ -210,7 +210,9 @@ pub(crate) fn event_id(id: &str) -> Result<String, VerifyError> {
 /// Checks an event type's length and characters (it travels as an SQS message attribute).
 pub(crate) fn event_type(kind: &str) -> Result<String, VerifyError> {
     if kind.is_empty() || kind.len() > 256 || !queue_safe(kind) {
-        return Err(VerifyError::NoEventId("event type is empty, too long or has control characters"));
+        return Err(VerifyError::NoEventId(
+            "event type is empty, too long or has control characters",
+        ));
     }
     Ok(kind.to_owned())
 }
@@ -219,7 +221,8 @@ pub(crate) fn event_type(kind: &str) -> Result<String, VerifyError> {
 /// U+FFFE/U+FFFF): SQS rejects a message or attribute holding them, which would turn an
 /// authentic delivery into a 503 forever.
 pub(crate) fn queue_safe(s: &str) -> bool {
-    s.chars().all(|c| !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}')
+    s.chars()
+        .all(|c| !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 /// Checks `|now_s - timestamp_s| <= tolerance_s` (all **seconds**).

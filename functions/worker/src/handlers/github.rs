@@ -64,7 +64,12 @@ impl Handler for Push {
     async fn handle(&self, event: &Event<'_>) -> HandlerOutcome {
         let push: PushEvent = match event.json() {
             Ok(p) => p,
-            Err(e) => return HandlerOutcome::Reject(format!("malformed push: {}", doorbell::redact::json_error(&e))),
+            Err(e) => {
+                return HandlerOutcome::Reject(format!(
+                    "malformed push: {}",
+                    doorbell::redact::json_error(&e)
+                ));
+            }
         };
         let version = push
             .repository

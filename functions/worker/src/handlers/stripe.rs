@@ -56,7 +56,10 @@ impl Handler for PaymentIntentSucceeded {
         let ev: StripeEvent = match event.json() {
             Ok(e) => e,
             Err(e) => {
-                return HandlerOutcome::Reject(format!("malformed payment_intent.succeeded: {}", doorbell::redact::json_error(&e)));
+                return HandlerOutcome::Reject(format!(
+                    "malformed payment_intent.succeeded: {}",
+                    doorbell::redact::json_error(&e)
+                ));
             }
         };
         let pi = ev.data.object;
