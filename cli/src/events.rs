@@ -163,6 +163,7 @@ fn envelope(
         } else {
             Dedupe::EventId
         },
+        reply: None,
         headers: vec![],
     };
     Envelope::new(

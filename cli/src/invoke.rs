@@ -15,7 +15,7 @@ use doorbell::catalog::StaticCatalog;
 use doorbell::clock::{Clock, ManualClock};
 use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
 use doorbell::store::SqliteEventStore;
-use doorbell::verify::{github, stripe};
+use doorbell::verify::{github, shopify, slack, standard, stripe};
 use doorbell::{Provider, Sources};
 use doorbell_ingest::{IngestState, app, lambda};
 use doorbell_worker::{Worker, WorkerConfig, handlers};
@@ -47,6 +47,15 @@ pub fn event_body(event: &Value) -> anyhow::Result<Vec<u8>> {
     } else {
         Ok(body.as_bytes().to_vec())
     }
+}
+
+fn header(event: &Value, name: &str) -> Option<String> {
+    event["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_owned)
 }
 
 fn set_header(event: &mut Value, name: &str, value: &str) {
@@ -90,6 +99,33 @@ pub fn sign_event(event: &mut Value, sources: &Sources, now_s: i64) -> anyhow::R
             github::SIGNATURE_HEADER,
             &github::sign(secret, &body),
         ),
+        Provider::Shopify => set_header(
+            event,
+            shopify::SIGNATURE_HEADER,
+            &shopify::sign(secret, &body),
+        ),
+        Provider::Slack => {
+            set_header(event, slack::TIMESTAMP_HEADER, &now_s.to_string());
+            set_header(
+                event,
+                slack::SIGNATURE_HEADER,
+                &slack::sign(secret, now_s, &body),
+            );
+        }
+        Provider::Standard => {
+            let id = header(event, "webhook-id")
+                .or_else(|| header(event, "svix-id"))
+                .context("the event has no webhook-id header")?;
+            let sig = standard::sign(secret, &id, now_s, &body)
+                .context("the source's secret is not base64 after whsec_")?;
+            let prefix = if header(event, "webhook-id").is_some() {
+                "webhook"
+            } else {
+                "svix"
+            };
+            set_header(event, &format!("{prefix}-timestamp"), &now_s.to_string());
+            set_header(event, &format!("{prefix}-signature"), &sig);
+        }
     }
     Ok(())
 }

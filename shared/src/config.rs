@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - `name`: the URL segment, 1–64 of `A–Z a–z 0–9 _ -`.
-//! - `provider`: the verification scheme ([`Provider`]).
+//! - `provider`: the verification scheme ([`Provider`]): `stripe`, `github`, `shopify`,
+//!   `slack`, `standard` (Standard Webhooks; `svix` is the same scheme).
 //! - `secrets`: one or more; a signature made with any of them is accepted (rotation without
 //!   downtime). Never printed: see [`Secret`].
 //! - `tolerance_seconds`: how far (**seconds**) a signed timestamp may be from now, either way;
@@ -41,6 +42,13 @@ pub enum Provider {
     Stripe,
     /// GitHub: `X-Hub-Signature-256: sha256=…`.
     Github,
+    /// Shopify: `X-Shopify-Hmac-Sha256` (base64).
+    Shopify,
+    /// Slack: `X-Slack-Signature: v0=…` with `X-Slack-Request-Timestamp`.
+    Slack,
+    /// Standard Webhooks, and Svix (`svix` is accepted as a name for it).
+    #[serde(alias = "svix")]
+    Standard,
 }
 
 impl Provider {
@@ -49,6 +57,9 @@ impl Provider {
         match self {
             Provider::Stripe => "stripe",
             Provider::Github => "github",
+            Provider::Shopify => "shopify",
+            Provider::Slack => "slack",
+            Provider::Standard => "standard",
         }
     }
 }

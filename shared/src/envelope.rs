@@ -195,6 +195,7 @@ mod tests {
             event_type: "a.b".into(),
             occurred_at_ms: Some(1_700_000_000_000),
             dedupe: Dedupe::EventId,
+            reply: None,
             headers: vec![("x-k", "v".into())],
         }
     }

@@ -7,6 +7,7 @@
 //! | case | status | body | enqueued |
 //! |---|---|---|---|
 //! | verified and enqueued | 200 | `{"received":true,"id":"<event id>"}` | yes |
+//! | verified endpoint handshake (Slack `url_verification`) | 200 | `{"challenge":"…"}` | no |
 //! | unknown source | 404 | `{"error":"unknown source"}` | no |
 //! | body over the source's `max_body_bytes`, or envelope over the queue's limit | 413 | `{"error":"payload too large"}` | no |
 //! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
@@ -180,6 +181,16 @@ async fn ingest(
             );
         }
     };
+    if let Some(answer) = verified.reply {
+        // An endpoint handshake (Slack's url_verification): answered, not enqueued.
+        tracing::info!(source = %source.name, event_type = %verified.event_type, outcome = "answered", "handshake");
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer,
+        )
+            .into_response();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

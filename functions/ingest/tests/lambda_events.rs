@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use doorbell::clock::ManualClock;
-use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
+use doorbell::queue::{EventQueue, MemoryQueue, MemoryQueueConfig};
 use doorbell::{Envelope, Sources};
 use doorbell_ingest::{IngestState, app, lambda};
 use lambda_http::request::LambdaRequest;
@@ -60,6 +60,13 @@ impl Harness {
                 {"name": "stripe", "provider": "stripe", "secrets": [STRIPE_SECRET]},
                 {"name": "github", "provider": "github", "secrets": [GITHUB_SECRET]},
                 {"name": "small", "provider": "github", "secrets": [GITHUB_SECRET], "max_body_bytes": 64},
+                {"name": "platform", "provider": "stripe", "secrets": [STRIPE_SECRET]},
+                {"name": "connect", "provider": "stripe", "secrets": ["whsec_FAKE_test_secret_0002"]},
+                {"name": "shop", "provider": "shopify", "secrets": ["shpss_FAKE_client_secret", "FAKE_admin_notifications_signing_secret"]},
+                {"name": "shop-app-only", "provider": "shopify", "secrets": ["shpss_FAKE_client_secret"]},
+                {"name": "slack", "provider": "slack", "secrets": ["FAKE_slack_signing_secret_0001"]},
+                {"name": "std", "provider": "standard", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
+                {"name": "svix", "provider": "svix", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
             ]})
             .to_string(),
         )
@@ -487,4 +494,219 @@ async fn rejections_never_echo_secrets_or_signatures() {
         !text.contains("deadbeef") && !text.contains("whsec"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn c11_each_stripe_endpoint_verifies_with_its_own_secret() {
+    let h = Harness::new();
+    let rotated =
+        "t=1700000000,v1=091eb312287912148416a9240054122c7dbfbe9a5f9f5375e319bd8b65cdc49d";
+    let headers = [
+        ("content-type", "application/json"),
+        ("stripe-signature", rotated),
+    ];
+    assert_eq!(
+        h.invoke(v2("platform", &headers, &s1(), false)).await.0,
+        401
+    );
+    assert_eq!(h.invoke(v2("connect", &headers, &s1(), false)).await.0, 200);
+    let envs = h.envelopes();
+    assert_eq!(envs.len(), 1);
+    assert_eq!(
+        (envs[0].source.as_str(), envs[0].idempotency_key.as_str()),
+        ("connect", "connect#evt_FAKE0001")
+    );
+}
+
+#[tokio::test]
+async fn c13_shopify_base64_digest_and_per_shop_secrets() {
+    let h = Harness::new();
+    let h1 = r#"{"id":1001,"email":"buyer@example.invalid","note":"café"}"#;
+    let with = |sig: &'static str| {
+        vec![
+            ("x-shopify-hmac-sha256", sig),
+            ("x-shopify-topic", "orders/create"),
+            (
+                "x-shopify-webhook-id",
+                "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+            ),
+            ("x-shopify-shop-domain", "fake.myshopify.com"),
+            ("content-type", "application/json"),
+        ]
+    };
+    assert_eq!(
+        h.invoke(v2(
+            "shop",
+            &with("aOf0iykvAxVrslfoomm2TOsvnRvwJsL4IJ+mfhVaId8="),
+            h1,
+            false
+        ))
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        h.invoke(v2(
+            "shop",
+            &with("68e7f48b292f03156bb257e8a269b64ceb2f9d1bf026c2f8209fa67e155a21df"),
+            h1,
+            false
+        ))
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        h.invoke(v2(
+            "shop",
+            &with("kDRjVqlZ2DQ0wz2TXVfq8J91jo/gpOSug1kj/56HRVs="),
+            h1,
+            false
+        ))
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        h.invoke(v2(
+            "shop-app-only",
+            &with("kDRjVqlZ2DQ0wz2TXVfq8J91jo/gpOSug1kj/56HRVs="),
+            h1,
+            false
+        ))
+        .await
+        .0,
+        401
+    );
+    assert_eq!(h.invoke(v2("shop", &with("!!!"), h1, false)).await.0, 401);
+    assert_eq!(h.envelopes().len(), 2);
+}
+
+#[tokio::test]
+async fn c14_slack_url_verification_is_echoed_synchronously_and_not_enqueued() {
+    let h = Harness::new();
+    let k1 = r#"{"token":"FAKE","challenge":"FAKE_challenge_abc123","type":"url_verification"}"#;
+    let headers = [
+        (
+            "x-slack-signature",
+            "v0=5092966c197d8fb5cc20484f3e47339c4ac74101e8297cbc9383019c485e67ec",
+        ),
+        ("x-slack-request-timestamp", "1700000000"),
+        ("content-type", "application/json"),
+    ];
+    let (status, body) = h.invoke(v2("slack", &headers, k1, false)).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"challenge": "FAKE_challenge_abc123"}))
+    );
+    assert!(h.queue.is_empty());
+    let bad = [
+        (
+            "x-slack-signature",
+            "v0=0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        ("x-slack-request-timestamp", "1700000000"),
+    ];
+    let (status, body) = h.invoke(v2("slack", &bad, k1, false)).await;
+    assert_eq!(status, 401);
+    assert!(
+        !body.to_string().contains("FAKE_challenge"),
+        "the challenge is echoed only after verification"
+    );
+}
+
+#[tokio::test]
+async fn c03_slack_slash_command_form_body_arrives_base64_and_verifies() {
+    let h = Harness::new();
+    let k2 = "dG9rZW49RkFLRSZ0ZWFtX2lkPVQwMDAxJmNvbW1hbmQ9JTJGd2VhdGhlciZ0ZXh0PTk0MDcwJnJlc3BvbnNlX3VybD1odHRwcyUzQSUyRiUyRmhvb2tzLnNsYWNrLmNvbSUyRmNvbW1hbmRzJTJGRkFLRQ==";
+    let headers = [
+        (
+            "x-slack-signature",
+            "v0=def028e76ba6045efea0fd9ca355c4937bf41fa57bde7edada75010b2b5b6c46",
+        ),
+        ("x-slack-request-timestamp", "1700000000"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    assert_eq!(h.invoke(v2("slack", &headers, k2, true)).await.0, 200);
+    let env = &h.envelopes()[0];
+    assert_eq!(env.body_bytes().unwrap().as_ref(), b64(k2).as_slice());
+    assert_eq!(env.event_type, "command:/weather");
+}
+
+#[tokio::test]
+async fn c15_slack_retries_are_accepted_and_share_the_event_id() {
+    let h = Harness::new();
+    let secret = doorbell::Secret::new("FAKE_slack_signing_secret_0001");
+    let body = r#"{"type":"event_callback","team_id":"T0001","event_id":"Ev_FAKE1","event_time":1700000000,"event":{"type":"message","channel":"C1","ts":"1.2"}}"#;
+    let body2 = r#"{"type":"event_callback","team_id":"T0001","event_id":"Ev_FAKE2","event_time":1700000000,"event":{"type":"message","channel":"C1","ts":"1.2"}}"#;
+    for (b, retry) in [(body, None), (body, Some("1")), (body2, None)] {
+        let sig = doorbell::verify::slack::sign(&secret, NOW, b.as_bytes());
+        let mut headers = vec![
+            ("x-slack-signature", sig.as_str()),
+            ("x-slack-request-timestamp", "1700000000"),
+        ];
+        if let Some(n) = retry {
+            headers.push(("x-slack-retry-num", n));
+            headers.push(("x-slack-retry-reason", "http_timeout"));
+        }
+        assert_eq!(h.invoke(v2("slack", &headers, b, false)).await.0, 200);
+    }
+    let keys: Vec<String> = h
+        .envelopes()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["slack#Ev_FAKE1", "slack#Ev_FAKE1", "slack#Ev_FAKE2"]);
+}
+
+#[tokio::test]
+async fn c25_binary_body_with_many_headers_travels_base64_with_few_attributes() {
+    let h = Harness::new();
+    let body = [0x00u8, 0x01, 0xff];
+    let secret = doorbell::Secret::new("whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ=");
+    let sig = doorbell::verify::standard::sign(&secret, "msg_bin_1", NOW, &body).unwrap();
+    let mut headers: Vec<(String, String)> = vec![
+        ("webhook-id".into(), "msg_bin_1".into()),
+        ("webhook-timestamp".into(), NOW.to_string()),
+        ("webhook-signature".into(), sig),
+        ("content-type".into(), "application/octet-stream".into()),
+    ];
+    for i in 0..11 {
+        headers.push((format!("x-extra-{i}"), format!("value-{i}")));
+    }
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body_b64 = base64::engine::general_purpose::STANDARD.encode(body);
+    let (status, _) = h.invoke(v2("std", &pairs, &body_b64, true)).await;
+    assert_eq!(status, 200);
+    let raw = &h.queue.peek_bodies()[0];
+    let env = Envelope::parse(raw).unwrap();
+    assert!(env.body.is_none() && env.body_base64.is_some());
+    assert_eq!(env.body_bytes().unwrap().as_ref(), &body);
+    assert!(env.headers.len() <= 3, "{:?}", env.headers);
+    assert_eq!(env.idempotency_key, "std#msg_bin_1");
+    let received = h.queue.receive(1).await.unwrap();
+    assert!(
+        received[0].attributes.len() <= 3,
+        "{:?}",
+        received[0].attributes
+    );
+}
+
+#[tokio::test]
+async fn svix_headers_verify_under_the_svix_alias() {
+    let h = Harness::new();
+    let body = r#"{"type":"invoice.paid","data":{"id":"inv_FAKE"}}"#;
+    let headers = [
+        ("svix-id", "msg_FAKE0001"),
+        ("svix-timestamp", "1700000000"),
+        (
+            "svix-signature",
+            "v1,2SN30+jjy12LCZS7Guobulp92bq8dwDXuj40zhlFRW0=",
+        ),
+    ];
+    assert_eq!(h.invoke(v2("svix", &headers, body, false)).await.0, 200);
+    assert_eq!(h.envelopes()[0].event_type, "invoice.paid");
 }

@@ -58,6 +58,7 @@ fn envelope(event_id: &str, event_type: &str, body: &str) -> Envelope {
         event_type: event_type.into(),
         occurred_at_ms: None,
         dedupe: Default::default(),
+        reply: None,
         headers: vec![],
     };
     Envelope::new(
@@ -492,6 +493,7 @@ async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
         event_type: "push".into(),
         occurred_at_ms: None,
         dedupe: Default::default(),
+        reply: None,
         headers: vec![],
     };
     let env = Envelope::new(

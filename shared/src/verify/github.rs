@@ -110,6 +110,7 @@ impl Scheme for GitHub {
             event_type: event_type(&kind)?,
             occurred_at_ms: None,
             dedupe: Dedupe::BodyDigest,
+            reply: None,
             headers,
         })
     }

@@ -18,6 +18,9 @@
 
 pub mod github;
 mod json;
+pub mod shopify;
+pub mod slack;
+pub mod standard;
 pub mod stripe;
 
 use http::HeaderMap;
@@ -59,6 +62,9 @@ pub struct Verified {
     pub dedupe: Dedupe,
     /// The few request headers the worker's handlers need, lower-case names.
     pub headers: Vec<(&'static str, String)>,
+    /// A JSON body to answer with at once instead of enqueuing: a provider's endpoint
+    /// handshake (Slack's `url_verification` challenge), sent only after the signature verified.
+    pub reply: Option<String>,
 }
 
 /// What the idempotency key is built from.
@@ -142,6 +148,9 @@ pub fn scheme_for(provider: Provider) -> &'static dyn Scheme {
     match provider {
         Provider::Stripe => &stripe::Stripe,
         Provider::Github => &github::GitHub,
+        Provider::Shopify => &shopify::Shopify,
+        Provider::Slack => &slack::Slack,
+        Provider::Standard => &standard::StandardWebhooks,
     }
 }
 

@@ -136,6 +136,7 @@ impl Scheme for Stripe {
             event_type: event_type(&kind)?,
             occurred_at_ms,
             dedupe: Dedupe::EventId,
+            reply: None,
             headers: Vec::new(),
         })
     }

@@ -33,6 +33,8 @@ pub fn default_registry<'a>(
             Provider::Github => {
                 registry.register(name, "push", Arc::new(github::Push::new(entities.clone())));
             }
+            // No shipped handler: register your own; until then their events are `ignored`.
+            Provider::Shopify | Provider::Slack | Provider::Standard => {}
         }
     }
     registry

@@ -1,0 +1,215 @@
+//! Shopify webhook signatures.
+//!
+//! Follows Shopify's "Validate the origin of your request"
+//! (<https://shopify.dev/docs/apps/build/webhooks/subscribe/https#step-2-validate-the-origin-of-your-request>)
+//! and `@shopify/shopify-api`'s `webhooks.validate`:
+//!
+//! - header `X-Shopify-Hmac-Sha256`: the **base64** (standard alphabet) HMAC-SHA256 of the raw
+//!   body, keyed with the app's client secret. A hex digest is not accepted;
+//! - webhooks created in a store admin's Notifications settings are signed with that store's
+//!   own secret, not the app's: configure both on the source when you receive both;
+//! - no signed timestamp: `X-Shopify-Triggered-At` becomes `occurred_at` only;
+//! - event id: `X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`; type: `X-Shopify-Topic`.
+//!   These headers are not signed, so deduplication is on the body digest
+//!   ([`super::Dedupe::BodyDigest`]): a retry resends the identical body.
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+
+use super::{
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, optional_header,
+    single_header,
+};
+use crate::config::SourceConfig;
+use crate::secret::Secret;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
+/// The topic header (`orders/create`, …).
+pub const TOPIC_HEADER: &str = "x-shopify-topic";
+/// The event id header (newer API versions).
+pub const EVENT_ID_HEADER: &str = "x-shopify-event-id";
+/// The delivery id header (the same on retries).
+pub const WEBHOOK_ID_HEADER: &str = "x-shopify-webhook-id";
+/// The shop header.
+pub const SHOP_HEADER: &str = "x-shopify-shop-domain";
+/// When Shopify triggered the webhook (RFC 3339).
+pub const TRIGGERED_AT_HEADER: &str = "x-shopify-triggered-at";
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// The Shopify scheme.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shopify;
+
+/// Computes the `X-Shopify-Hmac-Sha256` value for `body`. Used by the CLI and tests.
+pub fn sign(secret: &Secret, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+impl Scheme for Shopify {
+    fn verify_at(
+        &self,
+        req: &WebhookRequest<'_>,
+        source: &SourceConfig,
+        _now_s: i64,
+    ) -> Result<Verified, VerifyError> {
+        let value = single_header(req.headers, SIGNATURE_HEADER)?;
+        let mut sig = [0u8; 32];
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(value, &mut sig)
+            .map_err(|_| VerifyError::MalformedHeader(SIGNATURE_HEADER))?;
+        if n != sig.len() {
+            return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
+        }
+        let matched = source.secrets.iter().any(|secret| {
+            let mut mac =
+                HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+            mac.update(req.body);
+            mac.verify_slice(&sig).is_ok()
+        });
+        if !matched {
+            return Err(VerifyError::SignatureMismatch);
+        }
+        let id = match optional_header(req.headers, EVENT_ID_HEADER)? {
+            Some(id) => id,
+            None => optional_header(req.headers, WEBHOOK_ID_HEADER)?.ok_or(
+                VerifyError::NoEventId("missing X-Shopify-Event-Id and X-Shopify-Webhook-Id"),
+            )?,
+        };
+        let topic = optional_header(req.headers, TOPIC_HEADER)?
+            .ok_or(VerifyError::NoEventId("missing X-Shopify-Topic"))?;
+        let triggered = optional_header(req.headers, TRIGGERED_AT_HEADER)?;
+        let occurred_at_ms = triggered
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .filter(|ms| *ms <= super::json::MAX_EVENT_TIME_MS);
+        let mut headers = vec![(TOPIC_HEADER, topic.to_owned())];
+        for name in [SHOP_HEADER, WEBHOOK_ID_HEADER, TRIGGERED_AT_HEADER] {
+            if let Some(v) = optional_header(req.headers, name)? {
+                headers.push((name, v.to_owned()));
+            }
+        }
+        Ok(Verified {
+            event_id: event_id(id)?,
+            event_type: event_type(topic)?,
+            occurred_at_ms,
+            dedupe: Dedupe::BodyDigest,
+            headers,
+            reply: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::config::Provider;
+
+    const APP: &str = "shpss_FAKE_client_secret";
+    const ADMIN: &str = "FAKE_admin_notifications_signing_secret";
+    const H1: &str = r#"{"id":1001,"email":"buyer@example.invalid","note":"café"}"#;
+    const H1_SIG: &str = "aOf0iykvAxVrslfoomm2TOsvnRvwJsL4IJ+mfhVaId8=";
+    const H1_HEX: &str = "68e7f48b292f03156bb257e8a269b64ceb2f9d1bf026c2f8209fa67e155a21df";
+    const H1_ADMIN_SIG: &str = "kDRjVqlZ2DQ0wz2TXVfq8J91jo/gpOSug1kj/56HRVs=";
+
+    fn check(
+        sig: Option<&str>,
+        secrets: &[&str],
+        extra: &[(&'static str, &str)],
+    ) -> Result<Verified, VerifyError> {
+        let mut h = HeaderMap::new();
+        if let Some(s) = sig {
+            h.insert(SIGNATURE_HEADER, s.parse().unwrap());
+        }
+        h.insert(TOPIC_HEADER, "orders/create".parse().unwrap());
+        h.insert(
+            WEBHOOK_ID_HEADER,
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043".parse().unwrap(),
+        );
+        h.insert(SHOP_HEADER, "fake.myshopify.com".parse().unwrap());
+        for (k, v) in extra {
+            h.insert(*k, v.parse().unwrap());
+        }
+        let src = SourceConfig::new(
+            "shop",
+            Provider::Shopify,
+            secrets.iter().map(|s| Secret::new(*s)).collect(),
+        );
+        Shopify.verify_at(
+            &WebhookRequest {
+                headers: &h,
+                body: H1.as_bytes(),
+            },
+            &src,
+            0,
+        )
+    }
+
+    #[test]
+    fn c13_accepts_the_base64_digest_and_rejects_the_hex_form() {
+        let v = check(Some(H1_SIG), &[APP], &[]).unwrap();
+        assert_eq!(v.event_id, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
+        assert_eq!(v.event_type, "orders/create");
+        assert_eq!(v.dedupe, Dedupe::BodyDigest);
+        assert_eq!(sign(&Secret::new(APP), H1.as_bytes()), H1_SIG);
+        assert_eq!(
+            check(Some(H1_HEX), &[APP], &[]),
+            Err(VerifyError::MalformedHeader(SIGNATURE_HEADER))
+        );
+    }
+
+    #[test]
+    fn c13_admin_created_webhooks_need_the_admin_secret_configured() {
+        assert!(check(Some(H1_ADMIN_SIG), &[APP, ADMIN], &[]).is_ok());
+        assert_eq!(
+            check(Some(H1_ADMIN_SIG), &[APP], &[]),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn malformed_truncated_and_missing_signatures_fail_closed() {
+        for bad in [
+            "!!!",
+            "",
+            "aOf0iykvAxVrslfoomm2TOsvnRvwJsL4IJ+mfhVaId8",
+            "aOf0iykv",
+            "aOf0iykvAxVrslfoomm2TOsvnRvwJsL4IJ+mfhVaId8=AAAA",
+        ] {
+            let r = check(Some(bad), &[APP], &[]);
+            assert!(
+                matches!(
+                    r,
+                    Err(VerifyError::MalformedHeader(_) | VerifyError::MissingHeader(_))
+                ),
+                "{bad}: {r:?}"
+            );
+        }
+        assert_eq!(
+            check(None, &[APP], &[]),
+            Err(VerifyError::MissingHeader(SIGNATURE_HEADER))
+        );
+    }
+
+    #[test]
+    fn event_id_header_wins_and_triggered_at_is_the_event_time() {
+        let v = check(
+            Some(H1_SIG),
+            &[APP],
+            &[
+                (EVENT_ID_HEADER, "98880550-7158-44d4-b7cd-2c97c8a091b5"),
+                (TRIGGERED_AT_HEADER, "2023-03-29T18:00:27.877041743Z"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(v.event_id, "98880550-7158-44d4-b7cd-2c97c8a091b5");
+        assert_eq!(v.occurred_at_ms, Some(1_680_112_827_877));
+    }
+}
