@@ -3,6 +3,8 @@
 // - Stripe: the `stripe` package's `webhooks.generateTestHeaderString` (the helper Stripe
 //   documents for testing webhook endpoints) signs Stripe Event objects; `constructEvent`
 //   checks each vector before it is written, so a vector is what Stripe's SDK accepts.
+// - Standard Webhooks and Svix: `standardwebhooks` and `svix` `Webhook.sign`, checked with
+//   their own `verify`.
 // - GitHub: every example payload in `@octokit/webhooks-examples` (GitHub's documented
 //   payloads for api.github.com) signed with `@octokit/webhooks-methods` `sign()`, checked
 //   with its `verify()`.
@@ -11,7 +13,9 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { sign as githubSign, verify as githubVerify } from "@octokit/webhooks-methods";
+import { Webhook as StandardWebhook } from "standardwebhooks";
 import Stripe from "stripe";
+import { Webhook as SvixWebhook } from "svix";
 
 const require = createRequire(import.meta.url);
 const githubExamples = require("@octokit/webhooks-examples");
@@ -81,4 +85,25 @@ for (const event of githubExamples) {
     });
   }
 }
+// Standard Webhooks and Svix: the same scheme under two header families.
+const STANDARD_SECRET = "whsec_" + Buffer.from("conformance-standard-webhooks-key").toString("base64");
+const standardPayloads = [
+  ["invoice.paid", JSON.stringify({ type: "invoice.paid", timestamp: "2023-11-14T22:13:20Z", data: { id: "inv_1", amount: 1200 } })],
+  ["user.created with non-ASCII", JSON.stringify({ type: "user.created", data: { name: "Zoë 東京 😀", email: "z@example.invalid" } }, null, 2) + "\n"],
+  ["no type field", JSON.stringify({ data: { anything: [1, 2, 3] } })],
+  ["large message", JSON.stringify({ type: "report.ready", data: { rows: Array.from({ length: 800 }, (_, i) => ({ i, note: "·".repeat(40) })) } })],
+];
+const families = [
+  ["webhook", new StandardWebhook(STANDARD_SECRET)],
+  ["svix", new SvixWebhook(STANDARD_SECRET)],
+];
+for (const [family, wh] of families) {
+  for (const [i, [name, payload]] of standardPayloads.entries()) {
+    const id = `msg_conf_${family}_${i}`;
+    const signature = wh.sign(id, new Date(NOW * 1000), payload);
+    const headers = { [`${family}-id`]: id, [`${family}-timestamp`]: String(NOW), [`${family}-signature`]: signature, "content-type": "application/json" };
+    vectors.push({ provider: "standard", name: `${family}: ${name}`, secret: STANDARD_SECRET, timestamp: NOW, headers, body_base64: Buffer.from(payload, "utf8").toString("base64") });
+  }
+}
+
 process.stdout.write(JSON.stringify(vectors));
