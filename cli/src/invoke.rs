@@ -15,7 +15,7 @@ use doorbell::catalog::StaticCatalog;
 use doorbell::clock::{Clock, ManualClock};
 use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
 use doorbell::store::SqliteEventStore;
-use doorbell::verify::{github, shopify, slack, standard, stripe};
+use doorbell::verify::{github, paddle, shopify, slack, square, standard, stripe, twilio};
 use doorbell::{Provider, Sources};
 use doorbell_ingest::{IngestState, app, lambda};
 use doorbell_worker::{Worker, WorkerConfig, handlers};
@@ -99,6 +99,28 @@ pub fn sign_event(event: &mut Value, sources: &Sources, now_s: i64) -> anyhow::R
             github::SIGNATURE_HEADER,
             &github::sign(secret, &body),
         ),
+        Provider::Paddle => set_header(
+            event,
+            paddle::SIGNATURE_HEADER,
+            &paddle::sign(secret, now_s, &body),
+        ),
+        Provider::Square => {
+            let url = source.url.as_deref().unwrap_or_default();
+            set_header(
+                event,
+                square::SIGNATURE_HEADER,
+                &square::sign(secret, url, &body),
+            );
+        }
+        Provider::Twilio => {
+            let query = event["rawQueryString"].as_str().unwrap_or("").to_owned();
+            let url = twilio::full_url(source.url.as_deref().unwrap_or_default(), &query);
+            set_header(
+                event,
+                twilio::SIGNATURE_HEADER,
+                &twilio::sign(secret, &url, &body),
+            );
+        }
         Provider::Shopify => set_header(
             event,
             shopify::SIGNATURE_HEADER,

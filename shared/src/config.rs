@@ -13,7 +13,10 @@
 //!
 //! - `name`: the URL segment, 1–64 of `A–Z a–z 0–9 _ -`.
 //! - `provider`: the verification scheme ([`Provider`]): `stripe`, `github`, `shopify`,
-//!   `slack`, `standard` (Standard Webhooks; `svix` is the same scheme).
+//!   `slack`, `standard` (Standard Webhooks; `svix` is the same scheme), `paddle`, `square`,
+//!   `twilio`.
+//! - `url`: for `square` and `twilio`, the URL the provider calls, as it sees it.
+//! - `enforce`: `false` for shadow mode (check and log, accept anyway); default `true`.
 //! - `secrets`: one or more; a signature made with any of them is accepted (rotation without
 //!   downtime). Never printed: see [`Secret`].
 //! - `tolerance_seconds`: how far (**seconds**) a signed timestamp may be from now, either way;
@@ -44,6 +47,12 @@ pub enum Provider {
     Github,
     /// Shopify: `X-Shopify-Hmac-Sha256` (base64).
     Shopify,
+    /// Paddle Billing: `Paddle-Signature: ts=…;h1=…`.
+    Paddle,
+    /// Square: `x-square-hmacsha256-signature` over the notification URL and body (needs `url`).
+    Square,
+    /// Twilio: `X-Twilio-Signature` over the URL and sorted form parameters (needs `url`).
+    Twilio,
     /// Slack: `X-Slack-Signature: v0=…` with `X-Slack-Request-Timestamp`.
     Slack,
     /// Standard Webhooks, and Svix (`svix` is accepted as a name for it).
@@ -58,6 +67,9 @@ impl Provider {
             Provider::Stripe => "stripe",
             Provider::Github => "github",
             Provider::Shopify => "shopify",
+            Provider::Paddle => "paddle",
+            Provider::Square => "square",
+            Provider::Twilio => "twilio",
             Provider::Slack => "slack",
             Provider::Standard => "standard",
         }
@@ -88,6 +100,20 @@ pub struct SourceConfig {
     /// Largest accepted body, **bytes**.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// The URL the provider calls, exactly as it sees it (scheme, host, path with any stage),
+    /// for schemes that sign it: Square (the notification URL), Twilio (the webhook URL; the
+    /// request's query string is appended). Needed behind custom domains and proxies.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `false` runs the source in shadow mode: signatures are checked and the outcome logged
+    /// and counted (`ShadowSignatureRejected`), but deliveries are accepted either way. For
+    /// migrations and secret rotation; default `true`.
+    #[serde(default = "default_enforce")]
+    pub enforce: bool,
+}
+
+fn default_enforce() -> bool {
+    true
 }
 
 fn default_tolerance() -> u64 {
@@ -106,6 +132,8 @@ impl SourceConfig {
             secrets,
             tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            url: None,
+            enforce: true,
         }
     }
 }
@@ -129,6 +157,9 @@ pub enum ConfigError {
     /// Two sources share a name.
     #[error("source {0:?} is configured twice")]
     Duplicate(String),
+    /// A source whose scheme signs its URL has no `url`.
+    #[error("source {0:?} needs `url`: the URL the provider calls, as it sees it")]
+    NoUrl(String),
     /// A source has no secret, or an empty one.
     #[error("source {0:?} needs at least one non-empty secret")]
     NoSecret(String),
@@ -164,6 +195,11 @@ impl Sources {
             }
             if s.secrets.is_empty() || s.secrets.iter().any(|x| x.expose().is_empty()) {
                 return Err(ConfigError::NoSecret(s.name));
+            }
+            if matches!(s.provider, Provider::Square | Provider::Twilio)
+                && s.url.as_deref().is_none_or(str::is_empty)
+            {
+                return Err(ConfigError::NoUrl(s.name));
             }
             if by_name.contains_key(&s.name) {
                 return Err(ConfigError::Duplicate(s.name));

@@ -38,7 +38,7 @@ proptest! {
     #[test]
     fn stripe_never_panics_and_accepts_only_the_true_signature(header in proptest::collection::vec(any::<u8>(), 0..200), body in any::<Vec<u8>>()) {
         let h = headers(&[(stripe::SIGNATURE_HEADER, header.clone())]);
-        let r = verify_at(&WebhookRequest { headers: &h, body: &body }, &source(Provider::Stripe), NOW);
+        let r = verify_at(&WebhookRequest { headers: &h, body: &body , query: ""}, &source(Provider::Stripe), NOW);
         if r.is_ok() || matches!(r, Err(VerifyError::NoEventId(_))) {
             let text = String::from_utf8(header).unwrap();
             let t = text.split(',').find_map(|e| e.strip_prefix("t=")).unwrap();
@@ -51,7 +51,7 @@ proptest! {
     fn stripe_structured_garbage_never_authenticates(t in "[0-9a-z=]{0,14}", sigs in proptest::collection::vec("[0-9a-fA-Fz]{0,70}", 0..10), body in json_body()) {
         let header = std::iter::once(format!("t={t}")).chain(sigs.iter().map(|s| format!("v1={s}"))).collect::<Vec<_>>().join(",");
         let h = headers(&[(stripe::SIGNATURE_HEADER, header.into_bytes())]);
-        let r = verify_at(&WebhookRequest { headers: &h, body: &body }, &source(Provider::Stripe), NOW);
+        let r = verify_at(&WebhookRequest { headers: &h, body: &body , query: ""}, &source(Provider::Stripe), NOW);
         prop_assert!(r.is_err());
     }
 
@@ -59,14 +59,14 @@ proptest! {
     fn stripe_sign_then_verify_always_authenticates(body in json_body(), skew in -300i64..=300) {
         let header = stripe::sign(&Secret::new("whsec_prop_secret"), NOW + skew, &body);
         let h = headers(&[(stripe::SIGNATURE_HEADER, header.into_bytes())]);
-        let v = verify_at(&WebhookRequest { headers: &h, body: &body }, &source(Provider::Stripe), NOW);
+        let v = verify_at(&WebhookRequest { headers: &h, body: &body , query: ""}, &source(Provider::Stripe), NOW);
         prop_assert!(v.is_ok(), "{:?}", v);
     }
 
     #[test]
     fn github_never_panics_and_accepts_only_the_true_signature(sig in proptest::collection::vec(any::<u8>(), 0..100), body in any::<Vec<u8>>(), event in "[a-z_]{0,12}", delivery in proptest::collection::vec(any::<u8>(), 0..40)) {
         let h = headers(&[(github::SIGNATURE_HEADER, sig.clone()), (github::EVENT_HEADER, event.into_bytes()), (github::DELIVERY_HEADER, delivery)]);
-        let r = verify_at(&WebhookRequest { headers: &h, body: &body }, &source(Provider::Github), NOW);
+        let r = verify_at(&WebhookRequest { headers: &h, body: &body , query: ""}, &source(Provider::Github), NOW);
         if r.is_ok() || matches!(r, Err(VerifyError::NoEventId(_))) {
             let sent = String::from_utf8(sig).unwrap();
             prop_assert_eq!(sent.trim(), github::sign(&Secret::new("whsec_prop_secret"), &body));
@@ -77,7 +77,7 @@ proptest! {
     fn github_sign_then_verify_always_authenticates(body in any::<Vec<u8>>(), delivery in "[0-9a-f-]{1,36}") {
         let sig = github::sign(&Secret::new("whsec_prop_secret"), &body);
         let h = headers(&[(github::SIGNATURE_HEADER, sig.into_bytes()), (github::EVENT_HEADER, b"push".to_vec()), (github::DELIVERY_HEADER, delivery.clone().into_bytes())]);
-        let v = verify_at(&WebhookRequest { headers: &h, body: &body }, &source(Provider::Github), NOW).unwrap();
+        let v = verify_at(&WebhookRequest { headers: &h, body: &body , query: ""}, &source(Provider::Github), NOW).unwrap();
         prop_assert_eq!(v.event_id, delivery);
     }
 

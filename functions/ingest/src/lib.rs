@@ -116,7 +116,16 @@ async fn receive(
         );
     }
     match read_body(&parts.headers, body, source.max_body_bytes).await {
-        Ok(bytes) => ingest(&state, source, &parts.headers, &bytes).await,
+        Ok(bytes) => {
+            ingest(
+                &state,
+                source,
+                &parts.headers,
+                parts.uri.query().unwrap_or(""),
+                &bytes,
+            )
+            .await
+        }
         Err(status) => {
             tracing::info!(source = %name, outcome = "body_rejected", status = status.as_u16(), "rejected");
             let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -157,11 +166,16 @@ async fn ingest(
     state: &IngestState,
     source: &SourceConfig,
     headers: &HeaderMap,
+    query: &str,
     body: &[u8],
 ) -> Response {
     let now_ms = state.clock.now_ms();
     let verified = match verify_at(
-        &WebhookRequest { headers, body },
+        &WebhookRequest {
+            headers,
+            body,
+            query,
+        },
         source,
         now_ms.div_euclid(1000),
     ) {

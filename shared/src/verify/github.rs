@@ -158,7 +158,15 @@ mod tests {
             Provider::Github,
             vec![Secret::new("old"), Secret::new(SECRET)],
         );
-        GitHub.verify_at(&WebhookRequest { headers: &h, body }, &src, 0)
+        GitHub.verify_at(
+            &WebhookRequest {
+                headers: &h,
+                body,
+                query: "",
+            },
+            &src,
+            0,
+        )
     }
 
     #[test]

@@ -18,10 +18,13 @@
 
 pub mod github;
 mod json;
+pub mod paddle;
 pub mod shopify;
 pub mod slack;
+pub mod square;
 pub mod standard;
 pub mod stripe;
+pub mod twilio;
 
 use http::HeaderMap;
 
@@ -37,6 +40,9 @@ pub struct WebhookRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The raw body bytes, exactly as the provider sent them.
     pub body: &'a [u8],
+    /// The request's query string, without `?` (empty when none); schemes that sign the URL
+    /// (Twilio) append it to the configured URL.
+    pub query: &'a str,
 }
 
 impl std::fmt::Debug for WebhookRequest<'_> {
@@ -45,6 +51,7 @@ impl std::fmt::Debug for WebhookRequest<'_> {
         f.debug_struct("WebhookRequest")
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("body_len", &self.body.len())
+            .field("query_len", &self.query.len())
             .finish()
     }
 }
@@ -149,6 +156,9 @@ pub fn scheme_for(provider: Provider) -> &'static dyn Scheme {
         Provider::Stripe => &stripe::Stripe,
         Provider::Github => &github::GitHub,
         Provider::Shopify => &shopify::Shopify,
+        Provider::Paddle => &paddle::Paddle,
+        Provider::Square => &square::Square,
+        Provider::Twilio => &twilio::Twilio,
         Provider::Slack => &slack::Slack,
         Provider::Standard => &standard::StandardWebhooks,
     }

@@ -146,6 +146,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body: H1.as_bytes(),
+                query: "",
             },
             &src,
             0,

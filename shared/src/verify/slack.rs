@@ -218,7 +218,15 @@ mod tests {
             h.insert(*k, v.parse().unwrap());
         }
         let src = SourceConfig::new("slack", Provider::Slack, vec![Secret::new(SECRET)]);
-        Slack.verify_at(&WebhookRequest { headers: &h, body }, &src, now)
+        Slack.verify_at(
+            &WebhookRequest {
+                headers: &h,
+                body,
+                query: "",
+            },
+            &src,
+            now,
+        )
     }
 
     #[test]

@@ -193,6 +193,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body: BODY.as_bytes(),
+                query: "",
             },
             &src,
             now,

@@ -183,6 +183,7 @@ mod tests {
             &WebhookRequest {
                 headers: &headers,
                 body,
+                query: "",
             },
             &source(secrets),
             now,
@@ -307,6 +308,7 @@ mod tests {
             &WebhookRequest {
                 headers: &headers,
                 body: &s1(),
+                query: "",
             },
             &source(&[SECRET]),
             NOW,

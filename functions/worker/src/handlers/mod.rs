@@ -34,7 +34,12 @@ pub fn default_registry<'a>(
                 registry.register(name, "push", Arc::new(github::Push::new(entities.clone())));
             }
             // No shipped handler: register your own; until then their events are `ignored`.
-            Provider::Shopify | Provider::Slack | Provider::Standard => {}
+            Provider::Shopify
+            | Provider::Slack
+            | Provider::Standard
+            | Provider::Paddle
+            | Provider::Square
+            | Provider::Twilio => {}
         }
     }
     registry
