@@ -87,3 +87,46 @@ proptest! {
         let _ = Sources::from_json(&text);
     }
 }
+
+/// Every scheme's signature-bearing headers, for the no-panic / no-forgery property.
+const SCHEME_HEADERS: &[(Provider, &[&str])] = &[
+    (Provider::Shopify, &["x-shopify-hmac-sha256", "x-shopify-topic", "x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-triggered-at"]),
+    (Provider::Slack, &["x-slack-signature", "x-slack-request-timestamp", "x-slack-retry-num"]),
+    (Provider::Standard, &["webhook-id", "webhook-timestamp", "webhook-signature", "svix-id", "svix-timestamp", "svix-signature"]),
+    (Provider::Paddle, &["paddle-signature"]),
+    (Provider::Square, &["x-square-hmacsha256-signature"]),
+    (Provider::Twilio, &["x-twilio-signature", "i-twilio-idempotency-token"]),
+    (Provider::Stripe, &["stripe-signature"]),
+    (Provider::Github, &["x-hub-signature-256", "x-github-event", "x-github-delivery"]),
+];
+
+fn any_source(provider: Provider) -> SourceConfig {
+    let mut s = SourceConfig::new("s", provider, vec![Secret::new("whsec_cHJvcGVydHktdGVzdC1rZXk=")]);
+    s.url = Some("https://example.com/webhooks/s".into());
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    #[test]
+    fn no_scheme_panics_or_authenticates_arbitrary_input(
+        which in 0..SCHEME_HEADERS.len(),
+        values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 6),
+        ts in prop_oneof![Just(NOW.to_string()), "[0-9]{0,13}", ".{0,20}"],
+        body in any::<Vec<u8>>(),
+        query in ".{0,40}",
+    ) {
+        let (provider, names) = SCHEME_HEADERS[which];
+        let mut h = HeaderMap::new();
+        for (name, value) in names.iter().zip(values.iter()) {
+            let v = if name.ends_with("timestamp") { ts.clone().into_bytes() } else { value.clone() };
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                h.append(HeaderName::from_static(name), v);
+            }
+        }
+        let r = verify_at(&WebhookRequest { headers: &h, body: &body, query: &query }, &any_source(provider), NOW);
+        // A random 160- or 256-bit MAC never matches: nothing is authentic.
+        prop_assert!(matches!(&r, Err(e) if !e.is_authentic()), "{provider:?}: {r:?}");
+    }
+}
