@@ -5,6 +5,11 @@
 //   checks each vector before it is written, so a vector is what Stripe's SDK accepts.
 // - Standard Webhooks and Svix: `standardwebhooks` and `svix` `Webhook.sign`, checked with
 //   their own `verify`.
+// - Paddle: signed per Paddle's documented scheme and accepted by `@paddle/paddle-node-sdk`'s
+//   WebhooksValidator (which only verifies, against the real clock: checked at the current
+//   time, then the vector is signed the same way at the fixed time).
+// - Square: signed per Square's scheme and accepted by the `square` SDK's
+//   WebhooksHelper.verifySignature.
 // - GitHub: every example payload in `@octokit/webhooks-examples` (GitHub's documented
 //   payloads for api.github.com) signed with `@octokit/webhooks-methods` `sign()`, checked
 //   with its `verify()`.
@@ -13,6 +18,9 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { sign as githubSign, verify as githubVerify } from "@octokit/webhooks-methods";
+import { createHmac } from "node:crypto";
+import { Paddle, WebhooksValidator as PaddleValidator } from "@paddle/paddle-node-sdk";
+import { WebhooksHelper as SquareWebhooks } from "square";
 import { Webhook as StandardWebhook } from "standardwebhooks";
 import Stripe from "stripe";
 import { Webhook as SvixWebhook } from "svix";
@@ -104,6 +112,35 @@ for (const [family, wh] of families) {
     const headers = { [`${family}-id`]: id, [`${family}-timestamp`]: String(NOW), [`${family}-signature`]: signature, "content-type": "application/json" };
     vectors.push({ provider: "standard", name: `${family}: ${name}`, secret: STANDARD_SECRET, timestamp: NOW, headers, body_base64: Buffer.from(payload, "utf8").toString("base64") });
   }
+}
+
+// Paddle Billing. Constructing the client registers the Node crypto provider the validator uses.
+new Paddle("pdl_sdbx_apikey_conformance_only");
+const PADDLE_SECRET = "pdl_ntfset_01conformance_secret_key";
+const paddleSign = (ts, body) => `ts=${ts};h1=${createHmac("sha256", PADDLE_SECRET).update(`${ts}:${body}`).digest("hex")}`;
+const paddleBodies = [
+  ["transaction.completed", { event_id: "evt_01hv8x2acma2gz9cpr9a9bkz4n", event_type: "transaction.completed", occurred_at: "2024-04-12T10:18:49.621022Z", notification_id: "ntf_01hv8x2af3kcnqc7cz6ch5knsa", data: { id: "txn_01hv8wptq8987qeep44cyrewp9", status: "completed", currency_code: "EUR", details: { totals: { total: "2400" } } } }],
+  ["subscription.created, pretty", { event_id: "evt_01hv8y1", event_type: "subscription.created", occurred_at: "2024-04-12T11:00:00Z", data: { id: "sub_01", status: "active", custom_data: { note: "Zoë ☕" } } }],
+];
+for (const [i, [name, obj]] of paddleBodies.entries()) {
+  const body = i === 1 ? JSON.stringify(obj, null, 2) : JSON.stringify(obj);
+  const nowTs = Math.floor(Date.now() / 1000);
+  if (!(await new PaddleValidator().isValidSignature(body, PADDLE_SECRET, paddleSign(nowTs, body)))) throw new Error("Paddle SDK rejected the scheme");
+  vectors.push({ provider: "paddle", name, secret: PADDLE_SECRET, timestamp: NOW, headers: { "content-type": "application/json", "paddle-signature": paddleSign(NOW, body) }, body_base64: Buffer.from(body).toString("base64") });
+}
+
+// Square.
+const SQUARE_KEY = "conformance-square-signature-key";
+const SQUARE_URL = "https://hooks.example.com/webhooks/src";
+const squareBodies = [
+  ["payment.updated", { merchant_id: "6SSW7HV8K2ST5", type: "payment.updated", event_id: "13b867cf-db3d-4b1c-90b6-2f32a9d78124", created_at: "2024-05-01T12:00:00Z", data: { type: "payment", id: "KkAkhdMsgzn59SM8A89WgKwekxLZY", object: { payment: { id: "KkAk", amount_money: { amount: 100, currency: "USD" }, status: "COMPLETED" } } } }],
+  ["customer.created with non-ASCII", { merchant_id: "6SSW7HV8K2ST5", type: "customer.created", event_id: "f1ad2d6f-0000-4a5b-8c44-06a0c87f2c1e", created_at: "2024-05-02T08:30:00Z", data: { type: "customer", id: "C1", object: { customer: { given_name: "José", family_name: "Müller" } } } }],
+];
+for (const [name, obj] of squareBodies) {
+  const body = JSON.stringify(obj);
+  const signature = createHmac("sha256", SQUARE_KEY).update(SQUARE_URL + body).digest("base64");
+  if (!(await SquareWebhooks.verifySignature({ requestBody: body, signatureHeader: signature, signatureKey: SQUARE_KEY, notificationUrl: SQUARE_URL }))) throw new Error("Square SDK rejected the scheme");
+  vectors.push({ provider: "square", name, secret: SQUARE_KEY, url: SQUARE_URL, timestamp: NOW, headers: { "content-type": "application/json", "x-square-hmacsha256-signature": signature }, body_base64: Buffer.from(body).toString("base64") });
 }
 
 process.stdout.write(JSON.stringify(vectors));

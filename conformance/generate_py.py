@@ -2,6 +2,9 @@
 
 - Slack: `slack_sdk.signature.SignatureVerifier.generate_signature` signs real Events API,
   url_verification and slash-command bodies; `is_valid` (with its clock pinned) checks each.
+- Twilio: `twilio.request_validator.RequestValidator.compute_signature` signs SMS and voice
+  status callbacks (form posts, with and without a query string) and a JSON body
+  (`bodySHA256`); `validate` checks each.
 
 Reads the Node vectors (JSON array) on stdin, writes the combined array to stdout.
 """
@@ -12,6 +15,7 @@ import sys
 from urllib.parse import urlencode
 
 from slack_sdk.signature import Clock, SignatureVerifier
+from twilio.request_validator import RequestValidator
 
 NOW = 1700000000
 SLACK_SECRET = "conformance_slack_signing_secret"
@@ -54,6 +58,35 @@ def main():
             "headers": {"content-type": content_type, "x-slack-request-timestamp": str(NOW), "x-slack-signature": signature},
             "body_base64": base64.b64encode(body.encode("utf-8")).decode(),
         })
+    twilio_token = "conformance_twilio_auth_token"
+    validator = RequestValidator(twilio_token)
+    base = "https://hooks.example.com/webhooks/src"
+    forms = [
+        ("incoming SMS", "", {"ToCountry": "US", "SmsMessageSid": "SM1f0e8ae6ade43cb3c0ce4525424e404f", "NumMedia": "0", "SmsSid": "SM1f0e8ae6ade43cb3c0ce4525424e404f",
+                               "SmsStatus": "received", "Body": "Hola, ¿qué tal? ☕", "To": "+15005550006", "MessageSid": "SM1f0e8ae6ade43cb3c0ce4525424e404f",
+                               "AccountSid": "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "From": "+14155552671", "ApiVersion": "2010-04-01"}),
+        ("message status callback with query", "tenant=acme&x=1", {"MessageSid": "SM2", "MessageStatus": "delivered", "AccountSid": "AC1", "To": "+15005550006"}),
+        ("voice call status", "", {"CallSid": "CA1234567890ABCDE", "CallStatus": "completed", "Caller": "+12349013030", "Digits": "1234", "From": "+12349013030", "To": "+18005551212"}),
+    ]
+    for name, query, params in forms:
+        url = f"{base}?{query}" if query else base
+        body = urlencode(params)
+        signature = validator.compute_signature(url, params)
+        if not validator.validate(url, params, signature):
+            raise SystemExit(f"twilio rejected its own vector {name}")
+        vectors.append({"provider": "twilio", "name": name, "secret": twilio_token, "url": base, "query": query, "timestamp": NOW,
+                        "headers": {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+                        "body_base64": base64.b64encode(body.encode()).decode()})
+    json_body = json.dumps({"MessageSid": "SM3", "MessageStatus": "sent"})
+    import hashlib
+    query = "bodySHA256=" + hashlib.sha256(json_body.encode()).hexdigest()
+    url = f"{base}?{query}"
+    signature = validator.compute_signature(url, {})
+    if not validator.validate(url, json_body, signature):
+        raise SystemExit("twilio rejected its own JSON vector")
+    vectors.append({"provider": "twilio", "name": "JSON body bound by bodySHA256", "secret": twilio_token, "url": base, "query": query, "timestamp": NOW,
+                    "headers": {"content-type": "application/json", "x-twilio-signature": signature, "i-twilio-idempotency-token": "tok-conf-1"},
+                    "body_base64": base64.b64encode(json_body.encode()).decode()})
     json.dump(vectors, sys.stdout)
 
 

@@ -90,18 +90,54 @@ proptest! {
 
 /// Every scheme's signature-bearing headers, for the no-panic / no-forgery property.
 const SCHEME_HEADERS: &[(Provider, &[&str])] = &[
-    (Provider::Shopify, &["x-shopify-hmac-sha256", "x-shopify-topic", "x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-triggered-at"]),
-    (Provider::Slack, &["x-slack-signature", "x-slack-request-timestamp", "x-slack-retry-num"]),
-    (Provider::Standard, &["webhook-id", "webhook-timestamp", "webhook-signature", "svix-id", "svix-timestamp", "svix-signature"]),
+    (
+        Provider::Shopify,
+        &[
+            "x-shopify-hmac-sha256",
+            "x-shopify-topic",
+            "x-shopify-webhook-id",
+            "x-shopify-event-id",
+            "x-shopify-triggered-at",
+        ],
+    ),
+    (
+        Provider::Slack,
+        &[
+            "x-slack-signature",
+            "x-slack-request-timestamp",
+            "x-slack-retry-num",
+        ],
+    ),
+    (
+        Provider::Standard,
+        &[
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "svix-id",
+            "svix-timestamp",
+            "svix-signature",
+        ],
+    ),
     (Provider::Paddle, &["paddle-signature"]),
     (Provider::Square, &["x-square-hmacsha256-signature"]),
-    (Provider::Twilio, &["x-twilio-signature", "i-twilio-idempotency-token"]),
+    (
+        Provider::Twilio,
+        &["x-twilio-signature", "i-twilio-idempotency-token"],
+    ),
     (Provider::Stripe, &["stripe-signature"]),
-    (Provider::Github, &["x-hub-signature-256", "x-github-event", "x-github-delivery"]),
+    (
+        Provider::Github,
+        &["x-hub-signature-256", "x-github-event", "x-github-delivery"],
+    ),
 ];
 
 fn any_source(provider: Provider) -> SourceConfig {
-    let mut s = SourceConfig::new("s", provider, vec![Secret::new("whsec_cHJvcGVydHktdGVzdC1rZXk=")]);
+    let mut s = SourceConfig::new(
+        "s",
+        provider,
+        vec![Secret::new("whsec_cHJvcGVydHktdGVzdC1rZXk=")],
+    );
     s.url = Some("https://example.com/webhooks/s".into());
     s
 }

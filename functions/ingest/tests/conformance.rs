@@ -11,14 +11,14 @@ use axum::http::Request;
 use base64::Engine;
 use doorbell::clock::ManualClock;
 use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
-use doorbell::verify::{github, slack, standard, stripe};
+use doorbell::verify::{github, paddle, slack, square, standard, stripe, twilio};
 use doorbell::{Envelope, Secret, Sources};
 use doorbell_ingest::{IngestState, app};
 use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Vector {
     provider: String,
     name: String,
@@ -26,6 +26,12 @@ struct Vector {
     timestamp: i64,
     headers: std::collections::BTreeMap<String, String>,
     body_base64: String,
+    /// The URL the provider signed (Square, Twilio).
+    #[serde(default)]
+    url: Option<String>,
+    /// The request's query string (Twilio).
+    #[serde(default)]
+    query: String,
 }
 
 fn vectors() -> Vec<Vector> {
@@ -46,17 +52,18 @@ async fn post(
         MemoryQueueConfig::default(),
         clock.clone(),
     ));
-    let sources = Sources::from_json(
-        &json!({"sources": [{"name": "src", "provider": v.provider, "secrets": [v.secret]}]})
-            .to_string(),
-    )
-    .unwrap();
+    let sources = Sources::from_json(&json!({"sources": [{"name": "src", "provider": v.provider, "secrets": [v.secret], "url": v.url}]}).to_string()).unwrap();
     let state = IngestState {
         sources: Arc::new(doorbell::catalog::StaticCatalog::new(sources)),
         queue: queue.clone(),
         clock,
     };
-    let mut req = Request::post("/webhooks/src");
+    let uri = if v.query.is_empty() {
+        "/webhooks/src".to_owned()
+    } else {
+        format!("/webhooks/src?{}", v.query)
+    };
+    let mut req = Request::post(uri);
     for (k, val) in headers {
         req = req.header(k, val);
     }
@@ -182,6 +189,59 @@ async fn provider_sdk_signed_payloads_are_accepted_and_any_alteration_is_rejecte
                 assert_eq!(
                     slack::sign(&secret, ts, &body),
                     v.headers["x-slack-signature"]
+                );
+            }
+            "paddle" => {
+                let mut h = v.headers.clone();
+                let sig = h["paddle-signature"].replacen(
+                    &format!("ts={ts}"),
+                    &format!("ts={}", ts + 1),
+                    1,
+                );
+                bump(&mut h, "paddle-signature", sig);
+                assert_eq!(
+                    post(v, &h, body.clone()).await.0,
+                    401,
+                    "{} timestamp",
+                    v.name
+                );
+                assert_eq!(
+                    paddle::sign(&secret, ts, &body),
+                    v.headers["paddle-signature"]
+                );
+            }
+            "square" => {
+                let url = v.url.as_deref().unwrap();
+                assert_eq!(
+                    square::sign(&secret, url, &body),
+                    v.headers["x-square-hmacsha256-signature"]
+                );
+                let other = Vector {
+                    url: Some(format!("{url}/other")),
+                    ..v.clone()
+                };
+                assert_eq!(
+                    post(&other, &v.headers, body.clone()).await.0,
+                    401,
+                    "{} url",
+                    v.name
+                );
+            }
+            "twilio" => {
+                let url = twilio::full_url(v.url.as_deref().unwrap(), &v.query);
+                assert_eq!(
+                    twilio::sign(&secret, &url, &body),
+                    v.headers["x-twilio-signature"]
+                );
+                let other = Vector {
+                    query: format!("{}&extra=1", v.query),
+                    ..v.clone()
+                };
+                assert_eq!(
+                    post(&other, &v.headers, body.clone()).await.0,
+                    401,
+                    "{} query",
+                    v.name
                 );
             }
             other => panic!("no conformance checks for provider {other}"),
