@@ -66,6 +66,7 @@ impl Harness {
                 {"name": "shop-app-only", "provider": "shopify", "secrets": ["shpss_FAKE_client_secret"]},
                 {"name": "slack", "provider": "slack", "secrets": ["FAKE_slack_signing_secret_0001"]},
                 {"name": "std", "provider": "standard", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
+                {"name": "shadow", "provider": "stripe", "secrets": ["whsec_not_the_signing_one"], "enforce": false},
                 {"name": "svix", "provider": "svix", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
             ]})
             .to_string(),
@@ -709,4 +710,55 @@ async fn svix_headers_verify_under_the_svix_alias() {
     ];
     assert_eq!(h.invoke(v2("svix", &headers, body, false)).await.0, 200);
     assert_eq!(h.envelopes()[0].event_type, "invoice.paid");
+}
+
+#[tokio::test]
+async fn shadow_mode_accepts_a_mismatched_signature_but_not_a_missing_one() {
+    let h = Harness::new();
+    // Signed with the 0001 secret; the shadow source only knows another one.
+    let (status, body) = h
+        .invoke(v2("shadow", &stripe_headers(), &s1(), false))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stale = [(
+        "stripe-signature",
+        "t=1600000000,v1=cac88ca85c525bd26d085b56585236600593366a4f7bde33ef5fa6dad3a2ce02",
+    )];
+    assert_eq!(
+        h.invoke(v2("shadow", &stale, &s1(), false)).await.0,
+        200,
+        "timestamp waived too"
+    );
+    assert_eq!(
+        h.invoke(v2(
+            "shadow",
+            &[("content-type", "application/json")],
+            &s1(),
+            false
+        ))
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        h.invoke(v2(
+            "shadow",
+            &[("stripe-signature", "garbage")],
+            &s1(),
+            false
+        ))
+        .await
+        .0,
+        401
+    );
+    assert_eq!(h.envelopes().len(), 2);
+    // The same delivery to an enforcing source is refused.
+    let rotated = [(
+        "stripe-signature",
+        "t=1700000000,v1=091eb312287912148416a9240054122c7dbfbe9a5f9f5375e319bd8b65cdc49d",
+    )];
+    assert_eq!(
+        h.invoke(v2("platform", &rotated, &s1(), false)).await.0,
+        401
+    );
 }

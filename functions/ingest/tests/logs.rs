@@ -51,7 +51,7 @@ fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
         rt.block_on(async {
             let clock = Arc::new(ManualClock::new(1_700_000_000_000));
             let sources = Sources::from_json(&format!(
-                r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}}]}}"#
+                r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}},{{"name":"shadow","provider":"stripe","secrets":["{SECRET}"],"enforce":false}}]}}"#
             ))
             .unwrap();
             let state = IngestState {
@@ -72,6 +72,8 @@ fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
                     .unwrap();
                 app(state.clone()).oneshot(req).await.unwrap();
             }
+            let req = Request::post("/webhooks/shadow").header("stripe-signature", forged).body(Body::from(BODY)).unwrap();
+            assert_eq!(app(state.clone()).oneshot(req).await.unwrap().status(), 200);
         });
     });
     let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -84,6 +86,12 @@ fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
         .filter(|l| l["fields"]["metric"] == "SignatureRejected")
         .collect();
     assert_eq!(rejected.len(), 1, "{text}");
+    let shadowed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["metric"] == "ShadowSignatureRejected")
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{text}");
+    assert_eq!(shadowed[0]["fields"]["source"], "shadow");
     assert_eq!(rejected[0]["fields"]["source"], "stripe");
     assert_eq!(rejected[0]["fields"]["reason"], "bad_signature");
     assert!(lines.iter().any(|l| l["fields"]["outcome"] == "enqueued" && l["fields"]["event_id"] == "evt_log_1"), "{text}");

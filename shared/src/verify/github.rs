@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, json,
-    optional_header, single_header,
+    optional_header, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -84,7 +84,7 @@ impl Scheme for GitHub {
             mac.verify_slice(&sig).is_ok()
         });
         if !matched {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
 
         let delivery = optional_header(req.headers, DELIVERY_HEADER)?

@@ -13,6 +13,9 @@
 //! - only after the signature verifies is the body read for the event id and type, with a
 //!   borrowing deserializer that skips every other field (no JSON tree is built).
 //!
+//! A source with `enforce = false` (shadow mode) logs and counts a signature or timestamp that
+//! does not match, and is accepted anyway; a missing or malformed signature header still fails.
+//!
 //! Adding a scheme: one file here implementing [`Scheme`], one [`Provider`] variant and one arm
 //! in [`scheme_for`].
 
@@ -242,6 +245,20 @@ pub(crate) fn event_type(kind: &str) -> Result<String, VerifyError> {
 pub(crate) fn queue_safe(s: &str) -> bool {
     s.chars()
         .all(|c| !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// What a scheme does with a failed signature or timestamp check: fail, or, for a source in
+/// shadow mode (`enforce = false`), log and count it (`metric = "ShadowSignatureRejected"`)
+/// and go on. Missing or malformed signature headers fail in either mode.
+pub(crate) fn shadow(source: &SourceConfig, error: VerifyError) -> Result<(), VerifyError> {
+    if source.enforce {
+        return Err(error);
+    }
+    tracing::warn!(
+        source = %source.name, provider = %source.provider, reason = error.reason(), detail = %error,
+        metric = "ShadowSignatureRejected", "signature check failed; accepted in shadow mode"
+    );
+    Ok(())
 }
 
 /// Checks `|now_s - timestamp_s| <= tolerance_s` (all **seconds**).

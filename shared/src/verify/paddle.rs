@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    parse_timestamp, single_header,
+    parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -95,7 +95,7 @@ impl Scheme for Paddle {
             return Err(malformed);
         }
         let ts = parse_timestamp(ts_text, SIGNATURE_HEADER)?;
-        check_tolerance(ts, now_s, source.tolerance_seconds)?;
+        check_tolerance(ts, now_s, source.tolerance_seconds).or_else(|e| shadow(source, e))?;
         let matched = source.secrets.iter().any(|s| {
             let mac = keyed(s, ts_text, req.body);
             candidates[..n]
@@ -103,7 +103,7 @@ impl Scheme for Paddle {
                 .any(|c| mac.clone().verify_slice(c).is_ok())
         });
         if !matched {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
         let note: Notification<'_> = serde_json::from_slice(req.body)
             .map_err(|_| VerifyError::NoEventId("body has no event_id or event_type"))?;

@@ -19,7 +19,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, optional_header,
-    single_header,
+    shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -72,7 +72,7 @@ impl Scheme for Shopify {
             mac.verify_slice(&sig).is_ok()
         });
         if !matched {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
         let id = match optional_header(req.headers, EVENT_ID_HEADER)? {
             Some(id) => id,

@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    optional_header, parse_timestamp, single_header,
+    optional_header, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -91,7 +91,7 @@ impl Scheme for Slack {
         let ts_text = single_header(req.headers, TIMESTAMP_HEADER)?;
         let ts = parse_timestamp(ts_text, TIMESTAMP_HEADER)?;
         let value = single_header(req.headers, SIGNATURE_HEADER)?;
-        check_tolerance(ts, now_s, source.tolerance_seconds)?;
+        check_tolerance(ts, now_s, source.tolerance_seconds).or_else(|e| shadow(source, e))?;
         let hex_sig = value
             .strip_prefix("v0=")
             .ok_or(VerifyError::MalformedHeader(SIGNATURE_HEADER))?;
@@ -103,7 +103,7 @@ impl Scheme for Slack {
             .iter()
             .any(|s| keyed(s, ts_text, req.body).verify_slice(&sig).is_ok())
         {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
 
         let mut headers = Vec::new();

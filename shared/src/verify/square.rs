@@ -16,7 +16,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, shadow,
+    single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -75,7 +76,7 @@ impl Scheme for Square {
             .iter()
             .any(|s| keyed(s, url, req.body).verify_slice(&sig).is_ok())
         {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
         let note: Notification<'_> = serde_json::from_slice(req.body)
             .map_err(|_| VerifyError::NoEventId("body has no event_id or type"))?;

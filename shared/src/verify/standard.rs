@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    json, optional_header, parse_timestamp, single_header,
+    json, optional_header, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -102,7 +102,7 @@ impl Scheme for StandardWebhooks {
         let ts_text = single_header(req.headers, family.timestamp)?;
         let ts = parse_timestamp(ts_text, family.timestamp)?;
         let list = single_header(req.headers, family.signature)?;
-        check_tolerance(ts, now_s, source.tolerance_seconds)?;
+        check_tolerance(ts, now_s, source.tolerance_seconds).or_else(|e| shadow(source, e))?;
 
         let mut candidates = [[0u8; 32]; MAX_SIGNATURES];
         let mut n = 0;
@@ -132,7 +132,7 @@ impl Scheme for StandardWebhooks {
                 .any(|c| mac.clone().verify_slice(c).is_ok())
         });
         if !matched {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
         let kind = json::head(req.body)
             .and_then(|h| h.kind.map(|k| k.into_owned()))

@@ -20,7 +20,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    json, parse_timestamp, single_header,
+    json, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -103,7 +103,8 @@ impl Scheme for Stripe {
         now_s: i64,
     ) -> Result<Verified, VerifyError> {
         let header = parse_header(single_header(req.headers, SIGNATURE_HEADER)?)?;
-        check_tolerance(header.timestamp_s, now_s, source.tolerance_seconds)?;
+        check_tolerance(header.timestamp_s, now_s, source.tolerance_seconds)
+            .or_else(|e| shadow(source, e))?;
 
         let mut candidates = [[0u8; 32]; MAX_SIGNATURES];
         let mut n = 0;
@@ -121,7 +122,7 @@ impl Scheme for Stripe {
                 .any(|c| mac.clone().verify_slice(c).is_ok())
         });
         if !matched {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
 
         let head =

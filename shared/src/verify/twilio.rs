@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, optional_header,
-    single_header,
+    shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -93,7 +93,7 @@ impl Scheme for Twilio {
             .iter()
             .any(|s| keyed(s, &url, req.body).verify_slice(&sig).is_ok())
         {
-            return Err(VerifyError::SignatureMismatch);
+            shadow(source, VerifyError::SignatureMismatch)?;
         }
         if !is_form(req.body, &url) {
             // JSON body: the signed URL carries the body's digest.
@@ -102,7 +102,7 @@ impl Scheme for Twilio {
                 .map(|(_, v)| v.into_owned());
             let got = hex::encode(Sha256::digest(req.body));
             if want.as_deref() != Some(got.as_str()) {
-                return Err(VerifyError::SignatureMismatch);
+                shadow(source, VerifyError::SignatureMismatch)?;
             }
         }
         let mut sid = None;
