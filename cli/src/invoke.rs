@@ -15,7 +15,7 @@ use doorbell::catalog::StaticCatalog;
 use doorbell::clock::{Clock, ManualClock};
 use doorbell::queue::{MemoryQueue, MemoryQueueConfig};
 use doorbell::store::SqliteEventStore;
-use doorbell::verify::{github, paddle, shopify, slack, square, standard, stripe, twilio};
+use doorbell::verify::{generic, github, paddle, shopify, slack, square, standard, stripe, twilio};
 use doorbell::{Provider, Sources};
 use doorbell_ingest::{IngestState, app, lambda};
 use doorbell_worker::{Worker, WorkerConfig, handlers};
@@ -99,6 +99,21 @@ pub fn sign_event(event: &mut Value, sources: &Sources, now_s: i64) -> anyhow::R
             github::SIGNATURE_HEADER,
             &github::sign(secret, &body),
         ),
+        Provider::Hmac => {
+            let options = source
+                .hmac
+                .as_ref()
+                .context("the source has no hmac settings")?;
+            let ts = options.timestamp_header.as_ref().map(|h| {
+                set_header(event, h, &now_s.to_string());
+                now_s
+            });
+            set_header(
+                event,
+                &options.header,
+                &generic::sign(options, secret, ts, &body),
+            );
+        }
         Provider::Paddle => set_header(
             event,
             paddle::SIGNATURE_HEADER,

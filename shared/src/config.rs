@@ -14,9 +14,10 @@
 //! - `name`: the URL segment, 1–64 of `A–Z a–z 0–9 _ -`.
 //! - `provider`: the verification scheme ([`Provider`]): `stripe`, `github`, `shopify`,
 //!   `slack`, `standard` (Standard Webhooks; `svix` is the same scheme), `paddle`, `square`,
-//!   `twilio`.
+//!   `twilio`, `hmac` (generic).
 //! - `url`: for `square` and `twilio`, the URL the provider calls, as it sees it.
 //! - `enforce`: `false` for shadow mode (check and log, accept anyway); default `true`.
+//! - `hmac`: for `"provider": "hmac"`, see [`crate::verify::generic::HmacOptions`].
 //! - `secrets`: one or more; a signature made with any of them is accepted (rotation without
 //!   downtime). Never printed: see [`Secret`].
 //! - `tolerance_seconds`: how far (**seconds**) a signed timestamp may be from now, either way;
@@ -53,6 +54,8 @@ pub enum Provider {
     Square,
     /// Twilio: `X-Twilio-Signature` over the URL and sorted form parameters (needs `url`).
     Twilio,
+    /// Any provider that signs the body with an HMAC in one header (needs `hmac`).
+    Hmac,
     /// Slack: `X-Slack-Signature: v0=…` with `X-Slack-Request-Timestamp`.
     Slack,
     /// Standard Webhooks, and Svix (`svix` is accepted as a name for it).
@@ -70,6 +73,7 @@ impl Provider {
             Provider::Paddle => "paddle",
             Provider::Square => "square",
             Provider::Twilio => "twilio",
+            Provider::Hmac => "hmac",
             Provider::Slack => "slack",
             Provider::Standard => "standard",
         }
@@ -110,6 +114,9 @@ pub struct SourceConfig {
     /// migrations and secret rotation; default `true`.
     #[serde(default = "default_enforce")]
     pub enforce: bool,
+    /// Settings of a generic HMAC source (`"provider": "hmac"`).
+    #[serde(default)]
+    pub hmac: Option<crate::verify::generic::HmacOptions>,
 }
 
 fn default_enforce() -> bool {
@@ -134,6 +141,7 @@ impl SourceConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             url: None,
             enforce: true,
+            hmac: None,
         }
     }
 }
@@ -160,6 +168,9 @@ pub enum ConfigError {
     /// A source whose scheme signs its URL has no `url`.
     #[error("source {0:?} needs `url`: the URL the provider calls, as it sees it")]
     NoUrl(String),
+    /// A generic HMAC source has no `hmac` settings.
+    #[error("source {0:?} needs `hmac`: the header, algorithm and encoding of its signature")]
+    NoHmacOptions(String),
     /// A source has no secret, or an empty one.
     #[error("source {0:?} needs at least one non-empty secret")]
     NoSecret(String),
@@ -200,6 +211,9 @@ impl Sources {
                 && s.url.as_deref().is_none_or(str::is_empty)
             {
                 return Err(ConfigError::NoUrl(s.name));
+            }
+            if s.provider == Provider::Hmac && s.hmac.is_none() {
+                return Err(ConfigError::NoHmacOptions(s.name));
             }
             if by_name.contains_key(&s.name) {
                 return Err(ConfigError::Duplicate(s.name));

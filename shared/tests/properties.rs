@@ -139,6 +139,15 @@ fn any_source(provider: Provider) -> SourceConfig {
         vec![Secret::new("whsec_cHJvcGVydHktdGVzdC1rZXk=")],
     );
     s.url = Some("https://example.com/webhooks/s".into());
+    s.hmac = Some(doorbell::verify::generic::HmacOptions {
+        header: "x-sig".into(),
+        algorithm: doorbell::verify::generic::Algorithm::Sha256,
+        encoding: doorbell::verify::generic::Encoding::Hex,
+        prefix: None,
+        timestamp_header: Some("x-sig-timestamp".into()),
+        event_id: Some("header:x-delivery".into()),
+        event_type: Some("json:/type".into()),
+    });
     s
 }
 

@@ -19,6 +19,7 @@
 //! Adding a scheme: one file here implementing [`Scheme`], one [`Provider`] variant and one arm
 //! in [`scheme_for`].
 
+pub mod generic;
 pub mod github;
 mod json;
 pub mod paddle;
@@ -162,6 +163,7 @@ pub fn scheme_for(provider: Provider) -> &'static dyn Scheme {
         Provider::Paddle => &paddle::Paddle,
         Provider::Square => &square::Square,
         Provider::Twilio => &twilio::Twilio,
+        Provider::Hmac => &generic::GenericHmac,
         Provider::Slack => &slack::Slack,
         Provider::Standard => &standard::StandardWebhooks,
     }

@@ -39,7 +39,8 @@ pub fn default_registry<'a>(
             | Provider::Standard
             | Provider::Paddle
             | Provider::Square
-            | Provider::Twilio => {}
+            | Provider::Twilio
+            | Provider::Hmac => {}
         }
     }
     registry
