@@ -10,6 +10,8 @@
 //   time, then the vector is signed the same way at the fixed time).
 // - Square: signed per Square's scheme and accepted by the `square` SDK's
 //   WebhooksHelper.verifySignature.
+// - Shopify: signed per Shopify's scheme and accepted by `@shopify/shopify-api`'s
+//   webhooks.validate.
 // - GitHub: every example payload in `@octokit/webhooks-examples` (GitHub's documented
 //   payloads for api.github.com) signed with `@octokit/webhooks-methods` `sign()`, checked
 //   with its `verify()`.
@@ -20,6 +22,8 @@ import { createRequire } from "node:module";
 import { sign as githubSign, verify as githubVerify } from "@octokit/webhooks-methods";
 import { createHmac } from "node:crypto";
 import { Paddle, WebhooksValidator as PaddleValidator } from "@paddle/paddle-node-sdk";
+import "@shopify/shopify-api/adapters/node";
+import { ApiVersion, shopifyApi } from "@shopify/shopify-api";
 import { WebhooksHelper as SquareWebhooks } from "square";
 import { Webhook as StandardWebhook } from "standardwebhooks";
 import Stripe from "stripe";
@@ -141,6 +145,24 @@ for (const [name, obj] of squareBodies) {
   const signature = createHmac("sha256", SQUARE_KEY).update(SQUARE_URL + body).digest("base64");
   if (!(await SquareWebhooks.verifySignature({ requestBody: body, signatureHeader: signature, signatureKey: SQUARE_KEY, notificationUrl: SQUARE_URL }))) throw new Error("Square SDK rejected the scheme");
   vectors.push({ provider: "square", name, secret: SQUARE_KEY, url: SQUARE_URL, timestamp: NOW, headers: { "content-type": "application/json", "x-square-hmacsha256-signature": signature }, body_base64: Buffer.from(body).toString("base64") });
+}
+
+// Shopify.
+const SHOPIFY_SECRET = "shpss_conformance_client_secret";
+const shopify = shopifyApi({ apiKey: "conformance", apiSecretKey: SHOPIFY_SECRET, scopes: ["read_orders"], hostName: "example.com", apiVersion: ApiVersion.October24, isEmbeddedApp: false, logger: { level: 0 } });
+const shopifyBodies = [
+  ["orders/create", "orders/create", { id: 820982911946154500, email: "jon@example.com", created_at: "2024-05-01T12:00:00-04:00", total_price: "403.00", currency: "USD", line_items: [{ id: 866550311766439000, title: "IPod Nano - 8GB", quantity: 1, price: "199.00" }], note: "Entregar después de las 5 ☕" }],
+  ["customers/update, pretty", "customers/update", { id: 706405506930370000, email: "bob@biller.com", first_name: "Bob", last_name: "Biller", tags: "loyal", updated_at: "2024-05-01T12:00:00-04:00" }],
+];
+for (const [i, [name, topic, obj]] of shopifyBodies.entries()) {
+  const body = i === 1 ? JSON.stringify(obj, null, 2) : JSON.stringify(obj);
+  const hmac = createHmac("sha256", SHOPIFY_SECRET).update(body).digest("base64");
+  const headers = { "content-type": "application/json", "x-shopify-hmac-sha256": hmac, "x-shopify-topic": topic, "x-shopify-api-version": "2024-10",
+    "x-shopify-shop-domain": "conformance.myshopify.com", "x-shopify-webhook-id": `b54557e4-bdd9-4b37-8a5f-bf7d70bcd04${i}`,
+    "x-shopify-event-id": `98880550-7158-44d4-b7cd-2c97c8a091b${i}`, "x-shopify-triggered-at": "2024-05-01T16:00:27.877041743Z" };
+  const r = await shopify.webhooks.validate({ rawBody: body, rawRequest: { headers, method: "POST", url: "/webhooks/src" }, rawResponse: {} });
+  if (!r.valid) throw new Error(`Shopify SDK rejected ${name}`);
+  vectors.push({ provider: "shopify", name, secret: SHOPIFY_SECRET, timestamp: NOW, headers, body_base64: Buffer.from(body).toString("base64") });
 }
 
 process.stdout.write(JSON.stringify(vectors));
