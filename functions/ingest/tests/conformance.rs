@@ -267,8 +267,16 @@ async fn provider_sdk_signed_payloads_are_accepted_and_any_alteration_is_rejecte
         *counts.entry(v.provider.clone()).or_default() += 1;
     }
     eprintln!("conformance vectors verified: {counts:?}");
-    assert!(counts.get("github").copied().unwrap_or(0) >= 100, "{counts:?}");
-    for provider in ["stripe", "shopify", "slack", "standard", "paddle", "square", "twilio"] {
-        assert!(counts.get(provider).copied().unwrap_or(0) >= 2, "no vectors for {provider}: {counts:?}");
+    assert!(
+        counts.get("github").copied().unwrap_or(0) >= 100,
+        "{counts:?}"
+    );
+    for provider in [
+        "stripe", "shopify", "slack", "standard", "paddle", "square", "twilio",
+    ] {
+        assert!(
+            counts.get(provider).copied().unwrap_or(0) >= 2,
+            "no vectors for {provider}: {counts:?}"
+        );
     }
 }

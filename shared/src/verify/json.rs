@@ -29,6 +29,18 @@ pub(crate) enum Created<'a> {
     Other(serde::de::IgnoredAny),
 }
 
+/// An RFC 3339 time (as providers write `created_at`, `occurred_at`, `X-Shopify-Triggered-At`)
+/// as epoch ms, when valid and between the epoch and year 10000.
+pub(crate) fn rfc3339_to_ms(text: &str) -> Option<i64> {
+    let d = humantime::parse_rfc3339_weak(text)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| *ms <= MAX_EVENT_TIME_MS)
+}
+
 /// Latest time an event may claim, epoch ms (9999-12-31T23:59:59.999Z).
 pub(crate) const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
 
@@ -37,13 +49,7 @@ impl Head<'_> {
     pub fn created_ms(&self) -> Option<i64> {
         let ms = match self.created.as_ref()? {
             Created::Seconds(s) => s.checked_mul(1000)?,
-            Created::Text(t) => {
-                let d = humantime::parse_rfc3339_weak(t)
-                    .ok()?
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()?;
-                i64::try_from(d.as_millis()).ok()?
-            }
+            Created::Text(t) => rfc3339_to_ms(t)?,
             Created::Other(_) => return None,
         };
         (0..=MAX_EVENT_TIME_MS).contains(&ms).then_some(ms)

@@ -109,10 +109,7 @@ impl Scheme for Paddle {
             .map_err(|_| VerifyError::NoEventId("body has no event_id or event_type"))?;
         let occurred_at_ms = note
             .occurred_at
-            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .filter(|ms| *ms <= super::json::MAX_EVENT_TIME_MS);
+            .and_then(|t| super::json::rfc3339_to_ms(&t));
         Ok(Verified {
             event_id: event_id(&note.event_id)?,
             event_type: event_type(&note.event_type)?,

@@ -83,11 +83,7 @@ impl Scheme for Shopify {
         let topic = optional_header(req.headers, TOPIC_HEADER)?
             .ok_or(VerifyError::NoEventId("missing X-Shopify-Topic"))?;
         let triggered = optional_header(req.headers, TRIGGERED_AT_HEADER)?;
-        let occurred_at_ms = triggered
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .filter(|ms| *ms <= super::json::MAX_EVENT_TIME_MS);
+        let occurred_at_ms = triggered.and_then(super::json::rfc3339_to_ms);
         let mut headers = vec![(TOPIC_HEADER, topic.to_owned())];
         for name in [SHOP_HEADER, WEBHOOK_ID_HEADER, TRIGGERED_AT_HEADER] {
             if let Some(v) = optional_header(req.headers, name)? {

@@ -80,12 +80,7 @@ impl Scheme for Square {
         }
         let note: Notification<'_> = serde_json::from_slice(req.body)
             .map_err(|_| VerifyError::NoEventId("body has no event_id or type"))?;
-        let occurred_at_ms = note
-            .created_at
-            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .filter(|ms| *ms <= super::json::MAX_EVENT_TIME_MS);
+        let occurred_at_ms = note.created_at.and_then(|t| super::json::rfc3339_to_ms(&t));
         Ok(Verified {
             event_id: event_id(&note.event_id)?,
             event_type: event_type(&note.kind)?,
