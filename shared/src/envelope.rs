@@ -100,9 +100,10 @@ impl Envelope {
         received_at_ms: i64,
     ) -> Self {
         let body_sha256 = sha256_hex(body);
-        let idempotency_key = match verified.dedupe {
+        let idempotency_key = match &verified.dedupe {
             Dedupe::EventId => format!("{}#{}", source.name, verified.event_id),
             Dedupe::BodyDigest => format!("{}#sha256:{}", source.name, body_sha256),
+            Dedupe::Digest(d) => format!("{}#sha256:{}", source.name, d),
         };
         let (text, b64) = match std::str::from_utf8(body) {
             Ok(s) if !s.contains(['\u{FFFE}', '\u{FFFF}']) => (Some(s.to_owned()), None),

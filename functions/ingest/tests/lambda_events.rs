@@ -67,6 +67,8 @@ impl Harness {
                 {"name": "slack", "provider": "slack", "secrets": ["FAKE_slack_signing_secret_0001"]},
                 {"name": "std", "provider": "standard", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
                 {"name": "shadow", "provider": "stripe", "secrets": ["whsec_not_the_signing_one"], "enforce": false},
+                {"name": "shadow-slack", "provider": "slack", "secrets": ["another"], "enforce": false},
+                {"name": "shadow-std", "provider": "standard", "secrets": ["whsec_YW5vdGhlcg=="], "enforce": false},
                 {"name": "svix", "provider": "svix", "secrets": ["whsec_RkFLRS1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJieXQ="]},
             ]})
             .to_string(),
@@ -761,4 +763,62 @@ async fn shadow_mode_accepts_a_mismatched_signature_but_not_a_missing_one() {
         h.invoke(v2("platform", &rotated, &s1(), false)).await.0,
         401
     );
+}
+
+#[tokio::test]
+async fn shadow_mode_never_echoes_a_challenge_or_accepts_malformed_signatures() {
+    let h = Harness::new();
+    let k1 = r#"{"token":"FAKE","challenge":"attacker-chosen","type":"url_verification"}"#;
+    let headers = [
+        (
+            "x-slack-signature",
+            "v0=0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        ("x-slack-request-timestamp", "1700000000"),
+    ];
+    let (status, body) = h.invoke(v2("shadow-slack", &headers, k1, false)).await;
+    assert_eq!(status, 401);
+    assert!(!body.to_string().contains("attacker-chosen"));
+    for sig in ["v1,", "v1,!!!", "v2,AAAA"] {
+        let headers = [
+            ("webhook-id", "msg_forged"),
+            ("webhook-timestamp", "1700000000"),
+            ("webhook-signature", sig),
+        ];
+        assert_eq!(
+            h.invoke(v2("shadow-std", &headers, r#"{"type":"x"}"#, false))
+                .await
+                .0,
+            401,
+            "{sig}"
+        );
+    }
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn shopify_topics_fired_with_identical_bodies_stay_two_events() {
+    let h = Harness::new();
+    let h1 = r#"{"id":1001,"email":"buyer@example.invalid","note":"café"}"#;
+    for topic in ["orders/create", "orders/updated", "orders/create"] {
+        let headers = [
+            (
+                "x-shopify-hmac-sha256",
+                "aOf0iykvAxVrslfoomm2TOsvnRvwJsL4IJ+mfhVaId8=",
+            ),
+            ("x-shopify-topic", topic),
+            (
+                "x-shopify-webhook-id",
+                "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+            ),
+        ];
+        assert_eq!(h.invoke(v2("shop", &headers, h1, false)).await.0, 200);
+    }
+    let keys: Vec<String> = h
+        .envelopes()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(keys[0], keys[2]);
 }

@@ -79,7 +79,7 @@ pub struct Verified {
 }
 
 /// What the idempotency key is built from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Dedupe {
     /// The event id, where the provider signs it (Stripe's `id` is inside the signed body).
     #[default]
@@ -90,6 +90,24 @@ pub enum Dedupe {
     /// resends the identical body and is deduplicated; the same event sent to two hooks or
     /// apps differs in its body (`hook`, `installation`) and is not.
     BodyDigest,
+    /// A digest (lower-case hex SHA-256) of the canonical signed content, where the raw body
+    /// can be re-encoded without breaking the signature (Twilio signs decoded, sorted form
+    /// parameters), or where the body alone does not identify the event (Shopify: the topic is
+    /// part of it).
+    Digest(String),
+}
+
+/// Lower-case hex SHA-256 of `parts` joined with NUL separators.
+pub(crate) fn digest_of(parts: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
+        h.update(p);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Why a delivery was not accepted. Messages name headers and reasons, never secrets or

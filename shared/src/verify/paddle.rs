@@ -96,6 +96,10 @@ impl Scheme for Paddle {
         }
         let ts = parse_timestamp(ts_text, SIGNATURE_HEADER)?;
         check_tolerance(ts, now_s, source.tolerance_seconds).or_else(|e| shadow(source, e))?;
+        if n < h1_seen {
+            // An h1 that is not 64 hex digits: malformed, in shadow mode too.
+            return Err(malformed);
+        }
         let matched = source.secrets.iter().any(|s| {
             let mac = keyed(s, ts_text, req.body);
             candidates[..n]

@@ -10,8 +10,9 @@
 //!   own secret, not the app's: configure both on the source when you receive both;
 //! - no signed timestamp: `X-Shopify-Triggered-At` becomes `occurred_at` only;
 //! - event id: `X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`; type: `X-Shopify-Topic`.
-//!   These headers are not signed, so deduplication is on the body digest
-//!   ([`super::Dedupe::BodyDigest`]): a retry resends the identical body.
+//!   These headers are not signed, so deduplication is on a digest of the topic and the body
+//!   ([`super::Dedupe::Digest`]): a retry resends the identical body, and two topics fired with
+//!   identical bodies (`orders/create` and `orders/updated`) stay two events.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -94,7 +95,7 @@ impl Scheme for Shopify {
             event_id: event_id(id)?,
             event_type: event_type(topic)?,
             occurred_at_ms,
-            dedupe: Dedupe::BodyDigest,
+            dedupe: Dedupe::Digest(super::digest_of(&[topic.as_bytes(), req.body])),
             headers,
             reply: None,
         })
@@ -154,7 +155,10 @@ mod tests {
         let v = check(Some(H1_SIG), &[APP], &[]).unwrap();
         assert_eq!(v.event_id, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
         assert_eq!(v.event_type, "orders/create");
-        assert_eq!(v.dedupe, Dedupe::BodyDigest);
+        assert_eq!(
+            v.dedupe,
+            Dedupe::Digest(crate::verify::digest_of(&[b"orders/create", H1.as_bytes()]))
+        );
         assert_eq!(sign(&Secret::new(APP), H1.as_bytes()), H1_SIG);
         assert_eq!(
             check(Some(H1_HEX), &[APP], &[]),

@@ -98,11 +98,11 @@ impl Scheme for Slack {
         let mut sig = [0u8; 32];
         hex::decode_to_slice(hex_sig, &mut sig)
             .map_err(|_| VerifyError::MalformedHeader(SIGNATURE_HEADER))?;
-        if !source
+        let authentic = source
             .secrets
             .iter()
-            .any(|s| keyed(s, ts_text, req.body).verify_slice(&sig).is_ok())
-        {
+            .any(|s| keyed(s, ts_text, req.body).verify_slice(&sig).is_ok());
+        if !authentic {
             shadow(source, VerifyError::SignatureMismatch)?;
         }
 
@@ -115,6 +115,10 @@ impl Scheme for Slack {
         if let Ok(api) = serde_json::from_slice::<EventsApi<'_>>(req.body) {
             let kind = api.kind.as_deref().unwrap_or_default();
             if kind == "url_verification" {
+                // The challenge is echoed only for a verified request, shadow mode or not.
+                if !authentic {
+                    return Err(VerifyError::SignatureMismatch);
+                }
                 let challenge = api.challenge.ok_or(VerifyError::NoEventId(
                     "url_verification without a challenge",
                 ))?;

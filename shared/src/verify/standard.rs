@@ -125,6 +125,10 @@ impl Scheme for StandardWebhooks {
                 n += 1;
             }
         }
+        if n == 0 {
+            // No well-formed v1 signature: malformed, in shadow mode too.
+            return Err(VerifyError::MalformedHeader(family.signature));
+        }
         let matched = source.secrets.iter().filter_map(key_bytes).any(|key| {
             let mac = keyed(&key, id, ts_text, req.body);
             candidates[..n]
@@ -246,7 +250,7 @@ mod tests {
                 Some("v1a,AAAA"),
                 NOW
             ),
-            Err(VerifyError::SignatureMismatch)
+            Err(VerifyError::MalformedHeader("webhook-signature"))
         );
     }
 

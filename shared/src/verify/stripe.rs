@@ -115,6 +115,10 @@ impl Scheme for Stripe {
                 n += 1;
             }
         }
+        if n == 0 {
+            // No well-formed v1 at all: malformed, in shadow mode too.
+            return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
+        }
         let matched = source.secrets.iter().any(|secret| {
             let mac = keyed(secret, header.timestamp_text, req.body);
             candidates[..n]
@@ -288,7 +292,7 @@ mod tests {
         ] {
             assert_eq!(
                 bad(Some(&format!("t={NOW},v1={sig}"))),
-                VerifyError::SignatureMismatch,
+                VerifyError::MalformedHeader(SIGNATURE_HEADER),
                 "v1={sig}"
             );
         }

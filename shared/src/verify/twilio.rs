@@ -11,8 +11,11 @@
 //!   the URL alone, and the body must hash to that value;
 //! - no signed timestamp. Event id: the `I-Twilio-Idempotency-Token` header, else the form's
 //!   `MessageSid`/`CallSid`; type `message.{MessageStatus}` / `call.{CallStatus}`. The status
-//!   callbacks of one message share its sid, so deduplication is on the body digest (a retry
-//!   resends identical parameters).
+//!   callbacks of one message share its sid, so deduplication is on a digest of the signed
+//!   parameters (a retry resends them; a re-encoded body with the same parameters is the same
+//!   delivery);
+//! - like the SDKs, the URL is tried as configured and with its default port toggled
+//!   (`https://host/…` and `https://host:443/…`), and a repeated identical parameter counts once.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -50,26 +53,56 @@ fn is_form(body: &[u8], full_url: &str) -> bool {
     !full_url.contains("bodySHA256=") && !body.starts_with(b"{")
 }
 
-fn keyed(secret: &Secret, full_url: &str, body: &[u8]) -> HmacSha1 {
+/// The form parameters as Twilio signs them: decoded, sorted by name then value, each distinct
+/// `(name, value)` once (the SDKs' `sorted(set(values))`).
+fn canonical_params(body: &[u8]) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    params.sort();
+    params.dedup();
+    params
+}
+
+/// The URL as given, and with its default port added or removed: Twilio's SDKs accept either,
+/// since Twilio signs some requests with `:443`/`:80` and some without.
+fn url_variants(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_owned()];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return out;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let default = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return out,
+    };
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port == default => out.push(format!("{scheme}://{host}{path}")),
+        Some(_) => {}
+        None => out.push(format!("{scheme}://{authority}:{default}{path}")),
+    }
+    out
+}
+
+fn keyed(secret: &Secret, full_url: &str, params: Option<&[(String, String)]>) -> HmacSha1 {
     let mut mac = HmacSha1::new_from_slice(secret.expose().as_bytes()).expect("any key length");
     mac.update(full_url.as_bytes());
-    if is_form(body, full_url) {
-        let mut params: Vec<(String, String)> = form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        params.sort();
-        for (k, v) in params {
-            mac.update(k.as_bytes());
-            mac.update(v.as_bytes());
-        }
+    for (k, v) in params.unwrap_or_default() {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
     }
     mac
 }
 
 /// The `X-Twilio-Signature` for a request to `full_url` with `body`. Used by the CLI and tests.
 pub fn sign(secret: &Secret, full_url: &str, body: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD
-        .encode(keyed(secret, full_url, body).finalize().into_bytes())
+    let params = is_form(body, full_url).then(|| canonical_params(body));
+    base64::engine::general_purpose::STANDARD.encode(
+        keyed(secret, full_url, params.as_deref())
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 impl Scheme for Twilio {
@@ -88,14 +121,21 @@ impl Scheme for Twilio {
             return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
         }
         let url = full_url(source.url.as_deref().unwrap_or_default(), req.query);
-        if !source
-            .secrets
-            .iter()
-            .any(|s| keyed(s, &url, req.body).verify_slice(&sig).is_ok())
-        {
+        let form = is_form(req.body, &url);
+        let params = form.then(|| canonical_params(req.body));
+        let urls = url_variants(source.url.as_deref().unwrap_or_default());
+        let matched = urls.iter().any(|u| {
+            let signed_url = full_url(u, req.query);
+            source.secrets.iter().any(|s| {
+                keyed(s, &signed_url, params.as_deref())
+                    .verify_slice(&sig)
+                    .is_ok()
+            })
+        });
+        if !matched {
             shadow(source, VerifyError::SignatureMismatch)?;
         }
-        if !is_form(req.body, &url) {
+        if !form {
             // JSON body: the signed URL carries the body's digest.
             let want = form_urlencoded::parse(req.query.as_bytes())
                 .find(|(k, _)| k == "bodySHA256")
@@ -105,6 +145,18 @@ impl Scheme for Twilio {
                 shadow(source, VerifyError::SignatureMismatch)?;
             }
         }
+        // What was signed identifies the delivery: the canonical parameters (a re-encoded body
+        // with the same parameters is the same delivery), or the body bound by bodySHA256.
+        let dedupe = match &params {
+            Some(p) => {
+                let flat: Vec<&[u8]> = p
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()])
+                    .collect();
+                Dedupe::Digest(super::digest_of(&flat))
+            }
+            None => Dedupe::BodyDigest,
+        };
         let mut sid = None;
         let mut kind = None;
         let mut status = None;
@@ -143,7 +195,7 @@ impl Scheme for Twilio {
             event_id: event_id(&id)?,
             event_type: event_type(&kind)?,
             occurred_at_ms: None,
-            dedupe: Dedupe::BodyDigest,
+            dedupe,
             headers,
             reply: None,
         })
@@ -249,6 +301,72 @@ mod tests {
             0,
         );
         assert_eq!(r, Err(VerifyError::SignatureMismatch));
+    }
+
+    #[test]
+    fn a_reencoded_body_is_the_same_delivery() {
+        let mut src = SourceConfig::new("twilio", Provider::Twilio, vec![Secret::new(TOKEN)]);
+        src.url = Some(URL.to_owned());
+        let keys: Vec<String> = [
+            BODY.to_owned(),
+            format!("{BODY}&"),
+            BODY.replace("CA12", "CA%312"),
+        ]
+        .iter()
+        .map(|b| {
+            let mut h = HeaderMap::new();
+            h.insert(SIGNATURE_HEADER, DOC_SIG.parse().unwrap());
+            let v = Twilio
+                .verify_at(
+                    &WebhookRequest {
+                        headers: &h,
+                        body: b.as_bytes(),
+                        query: QUERY,
+                    },
+                    &src,
+                    0,
+                )
+                .unwrap();
+            crate::Envelope::new(&src, v, b.as_bytes(), None, 0).idempotency_key
+        })
+        .collect();
+        assert_eq!(keys[0], keys[1]);
+        assert_eq!(keys[0], keys[2]);
+        assert!(keys[0].starts_with("twilio#sha256:"));
+        // A different delivery (another parameter value) has another key.
+        let other = BODY.replace("1234&", "1235&");
+        let sig = sign(&Secret::new(TOKEN), &full_url(URL, QUERY), other.as_bytes());
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        let v = Twilio
+            .verify_at(
+                &WebhookRequest {
+                    headers: &h,
+                    body: other.as_bytes(),
+                    query: QUERY,
+                },
+                &src,
+                0,
+            )
+            .unwrap();
+        assert_ne!(
+            crate::Envelope::new(&src, v, other.as_bytes(), None, 0).idempotency_key,
+            keys[0]
+        );
+    }
+
+    #[test]
+    fn default_port_variants_and_repeated_parameters_verify_as_the_sdk_does() {
+        let with_port = sign(
+            &Secret::new(TOKEN),
+            &full_url("https://mycompany.com:443/myapp.php", QUERY),
+            BODY.as_bytes(),
+        );
+        assert!(check(&with_port, QUERY, BODY, URL).is_ok());
+        assert!(check(DOC_SIG, QUERY, BODY, "https://mycompany.com:443/myapp.php").is_ok());
+        let repeated = format!("{BODY}&To=%2B18005551212");
+        assert!(check(DOC_SIG, QUERY, &repeated, URL).is_ok());
+        assert!(check(DOC_SIG, QUERY, &format!("{BODY}&To=%2B18005551213"), URL).is_err());
     }
 
     #[test]
