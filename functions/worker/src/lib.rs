@@ -18,6 +18,10 @@
 //!    `ignored`;
 //! 4. handler `Ok` → `PROCESSED`; `Retry`/`Reject`/panic → `FAILED` with the reason, reported.
 //!
+//! FIFO queues (records with `MessageGroupId`): each message group runs in order; after the first
+//! failure in a group the group's later records are reported without running
+//! ([`RecordOutcome::BlockedByGroup`]), other groups go on.
+//!
 //! The response is `{"batchItemFailures":[{"itemIdentifier":"<messageId>"}…]}` (the SQS event
 //! source mapping needs `FunctionResponseTypes: [ReportBatchItemFailures]`). One bad record
 //! never fails the batch: the function itself never returns an error for a record's sake.
@@ -70,6 +74,31 @@ fn group_by_key(records: &[SqsMessage]) -> Vec<Vec<usize>> {
     groups
 }
 
+/// For a FIFO batch (records carry `MessageGroupId`), indices grouped by message group in order
+/// of first appearance; `None` for a standard queue.
+fn group_by_message_group(records: &[SqsMessage]) -> Option<Vec<Vec<usize>>> {
+    if !records
+        .iter()
+        .any(|r| r.attributes.contains_key("MessageGroupId"))
+    {
+        return None;
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_group: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let id = r
+            .attributes
+            .get("MessageGroupId")
+            .map_or("", String::as_str);
+        let g = *by_group.entry(id).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    Some(groups)
+}
+
 /// Worker tuning.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -117,6 +146,9 @@ pub enum RecordOutcome {
     BadEnvelope(String),
     /// The event store failed: reported.
     StoreFailed(String),
+    /// Not run: an earlier record of its FIFO message group failed in this batch, so it is
+    /// reported to keep the group's order (SQS FIFO delivers it again after that record).
+    BlockedByGroup,
 }
 
 impl RecordOutcome {
@@ -128,6 +160,7 @@ impl RecordOutcome {
                 | RecordOutcome::HandlerFailed(_)
                 | RecordOutcome::BadEnvelope(_)
                 | RecordOutcome::StoreFailed(_)
+                | RecordOutcome::BlockedByGroup
         )
     }
 
@@ -152,6 +185,7 @@ impl RecordOutcome {
             RecordOutcome::HandlerFailed(_) => "handler_failed",
             RecordOutcome::BadEnvelope(_) => "bad_envelope",
             RecordOutcome::StoreFailed(_) => "store_failed",
+            RecordOutcome::BlockedByGroup => "blocked_by_group",
         }
     }
 }
@@ -206,12 +240,17 @@ impl Worker {
         event: SqsEvent,
         deadline_ms: Option<i64>,
     ) -> (SqsBatchResponse, Vec<RecordReport>) {
-        // Records that share an idempotency key (a provider retry that landed in the same
-        // batch) run one after another, so the second sees the first's outcome instead of its
-        // lease; different keys run concurrently.
-        let pending: Vec<_> = group_by_key(&event.records)
+        // Standard queues: records that share an idempotency key (a provider retry that landed in
+        // the same batch) run one after another, so the second sees the first's outcome instead
+        // of its lease; different keys run concurrently. FIFO queues: each message group runs in
+        // order, and after a failure the rest of that group is reported without running; other
+        // groups go on.
+        let fifo = group_by_message_group(&event.records);
+        let pending: Vec<_> = fifo
+            .clone()
+            .unwrap_or_else(|| group_by_key(&event.records))
             .into_iter()
-            .map(|group| self.process_group(&event.records, group, deadline_ms))
+            .map(|group| self.process_group(&event.records, group, deadline_ms, fifo.is_some()))
             .collect();
         let mut numbered: Vec<(usize, RecordReport)> = futures::stream::iter(pending)
             .buffer_unordered(self.config.max_concurrency.max(1))
@@ -241,10 +280,22 @@ impl Worker {
         records: &[SqsMessage],
         group: Vec<usize>,
         deadline_ms: Option<i64>,
+        stop_after_failure: bool,
     ) -> Vec<(usize, RecordReport)> {
-        let mut out = Vec::with_capacity(group.len());
+        let mut out: Vec<(usize, RecordReport)> = Vec::with_capacity(group.len());
         for i in group {
-            out.push((i, self.process(&records[i], deadline_ms).await));
+            let blocked = stop_after_failure && out.iter().any(|(_, r)| r.outcome.is_reported());
+            let report = if blocked {
+                RecordReport {
+                    message_id: records[i].message_id.clone().unwrap_or_default(),
+                    idempotency_key: None,
+                    event_id: None,
+                    outcome: RecordOutcome::BlockedByGroup,
+                }
+            } else {
+                self.process(&records[i], deadline_ms).await
+            };
+            out.push((i, report));
         }
         out
     }

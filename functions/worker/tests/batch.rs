@@ -574,3 +574,55 @@ async fn malformed_payment_intent_is_rejected_by_its_handler() {
             .starts_with("malformed payment_intent.succeeded")
     );
 }
+
+/// An SQS FIFO event: `(messageId, group, body)` records with `MessageGroupId`.
+fn fifo_event(records: &[(&str, &str, String)]) -> SqsEvent {
+    let records: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(n, (id, group, body))| {
+            json!({
+                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000", "SenderId": "FAKE",
+                    "ApproximateFirstReceiveTimestamp": "1700000000001", "MessageGroupId": group,
+                    "SequenceNumber": format!("1880000000000000{n:04}"), "MessageDeduplicationId": id},
+                "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:webhooks.fifo", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test]
+async fn c21_fifo_group_stops_at_its_first_failure_and_other_groups_go_on() {
+    let ok = Scripted::new(|_| HandlerOutcome::Ok);
+    let failing = Scripted::new(|_| HandlerOutcome::Retry("downstream 503".into()));
+    let s = setup(|r| {
+        r.register("stripe", "ok.type", ok.clone());
+        r.register("stripe", "failing.type", failing.clone());
+    });
+    let event = fifo_event(&[
+        ("m-1", "A", envelope("evt_a1", "ok.type", "{}").to_json()),
+        (
+            "m-2",
+            "A",
+            envelope("evt_a2", "failing.type", "{}").to_json(),
+        ),
+        ("m-3", "A", envelope("evt_a3", "ok.type", "{}").to_json()),
+        ("m-4", "B", envelope("evt_b1", "ok.type", "{}").to_json()),
+    ]);
+    let (response, reports) = s.worker.handle_detailed(event, None).await;
+    assert_eq!(failures(&response), ["m-2", "m-3"]);
+    assert_eq!(reports[2].outcome, RecordOutcome::BlockedByGroup);
+    assert_eq!(ok.calls(), 2, "m-1 and m-4 ran; m-3 did not");
+    assert_eq!(failing.calls(), 1);
+    assert!(
+        s.store.get("stripe#evt_a3").await.unwrap().is_none(),
+        "a blocked record is not even claimed"
+    );
+    assert_eq!(
+        s.store.get("stripe#evt_b1").await.unwrap().unwrap().status,
+        Status::Processed
+    );
+}
