@@ -223,6 +223,22 @@ pub(crate) fn single_header<'h>(
     Ok(value)
 }
 
+/// A base64 (standard alphabet) signature of exactly `N` bytes.
+///
+/// # Errors
+/// [`VerifyError::MalformedHeader`] naming `header` if `value` is not base64 of that length.
+pub(crate) fn base64_signature<const N: usize>(
+    value: &str,
+    header: &'static str,
+) -> Result<[u8; N], VerifyError> {
+    use base64::Engine;
+    let mut sig = [0u8; N];
+    match base64::engine::general_purpose::STANDARD.decode_slice(value, &mut sig) {
+        Ok(n) if n == N => Ok(sig),
+        _ => Err(VerifyError::MalformedHeader(header)),
+    }
+}
+
 /// Like [`single_header`], but absence is not an error.
 pub(crate) fn optional_header<'h>(
     headers: &'h HeaderMap,

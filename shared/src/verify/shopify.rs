@@ -19,8 +19,8 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, optional_header,
-    shadow, single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, base64_signature, event_id, event_type,
+    optional_header, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -59,13 +59,7 @@ impl Scheme for Shopify {
         _now_s: i64,
     ) -> Result<Verified, VerifyError> {
         let value = single_header(req.headers, SIGNATURE_HEADER)?;
-        let mut sig = [0u8; 32];
-        let n = base64::engine::general_purpose::STANDARD
-            .decode_slice(value, &mut sig)
-            .map_err(|_| VerifyError::MalformedHeader(SIGNATURE_HEADER))?;
-        if n != sig.len() {
-            return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        }
+        let sig: [u8; 32] = base64_signature(value, SIGNATURE_HEADER)?;
         let matched = source.secrets.iter().any(|secret| {
             let mut mac =
                 HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("any key length");

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, shadow,
-    single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, base64_signature, event_id, event_type,
+    shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -62,13 +62,7 @@ impl Scheme for Square {
         _now_s: i64,
     ) -> Result<Verified, VerifyError> {
         let value = single_header(req.headers, SIGNATURE_HEADER)?;
-        let mut sig = [0u8; 32];
-        if !matches!(
-            base64::engine::general_purpose::STANDARD.decode_slice(value, &mut sig),
-            Ok(32)
-        ) {
-            return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        }
+        let sig: [u8; 32] = base64_signature(value, SIGNATURE_HEADER)?;
         // Sources::new requires `url` for Square; an empty one can only fail to match.
         let url = source.url.as_deref().unwrap_or_default();
         if !source

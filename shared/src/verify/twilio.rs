@@ -23,8 +23,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, event_id, event_type, optional_header,
-    shadow, single_header,
+    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, base64_signature, event_id, event_type,
+    optional_header, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -113,13 +113,7 @@ impl Scheme for Twilio {
         _now_s: i64,
     ) -> Result<Verified, VerifyError> {
         let value = single_header(req.headers, SIGNATURE_HEADER)?;
-        let mut sig = [0u8; 20];
-        if !matches!(
-            base64::engine::general_purpose::STANDARD.decode_slice(value, &mut sig),
-            Ok(20)
-        ) {
-            return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
-        }
+        let sig: [u8; 20] = base64_signature(value, SIGNATURE_HEADER)?;
         let url = full_url(source.url.as_deref().unwrap_or_default(), req.query);
         let form = is_form(req.body, &url);
         let params = form.then(|| canonical_params(req.body));
