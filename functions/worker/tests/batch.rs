@@ -212,6 +212,19 @@ async fn c26_duplicates_in_one_batch_run_the_handler_once() {
     assert_eq!(handler.calls(), 1);
 }
 
+/// A worker with the shipped handlers for one source, over an in-memory SQLite store.
+fn shipped_worker(source: &str, provider: Provider) -> (Arc<SqliteEventStore>, Worker) {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let registry = handlers::default_registry([(source, provider)], store.clone());
+    let worker = Worker::new(
+        store.clone(),
+        registry,
+        Arc::new(ManualClock::new(NOW_MS)),
+        WorkerConfig::default(),
+    );
+    (store, worker)
+}
+
 fn seeded(status: Status, lease: Option<i64>, updated: Option<i64>) -> EventRecord {
     EventRecord {
         key: "stripe#evt_FAKE0002".into(),
@@ -475,14 +488,7 @@ async fn tampered_envelope_body_is_a_bad_envelope() {
 
 #[tokio::test]
 async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
-    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
-    let registry = handlers::default_registry([("github", Provider::Github)], store.clone());
-    let worker = Worker::new(
-        store.clone(),
-        registry,
-        Arc::new(ManualClock::new(NOW_MS)),
-        WorkerConfig::default(),
-    );
+    let (store, worker) = shipped_worker("github", Provider::Github);
     let push = r#"{"ref":"refs/heads/main","before":"a","after":"b","repository":{"full_name":"o/r","pushed_at":1700000000},"commits":[{"id":"b"}],"pusher":{"name":"n"}}"#;
     let form = form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", push)
@@ -518,14 +524,7 @@ async fn c03_github_form_encoded_push_reaches_the_push_handler_as_json() {
 
 #[tokio::test]
 async fn an_older_payment_event_never_overwrites_newer_order_state() {
-    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
-    let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
-    let worker = Worker::new(
-        store.clone(),
-        registry,
-        Arc::new(ManualClock::new(NOW_MS)),
-        WorkerConfig::default(),
-    );
+    let (store, worker) = shipped_worker("stripe", Provider::Stripe);
     let pi = |id: &str, created: i64, amount: i64| {
         let body = json!({"id": id, "type": "payment_intent.succeeded", "created": created,
             "data": {"object": {"id": "pi_1", "amount_received": amount, "currency": "eur", "metadata": {"order_id": "o-1"}}}})
@@ -546,14 +545,7 @@ async fn an_older_payment_event_never_overwrites_newer_order_state() {
 
 #[tokio::test]
 async fn malformed_payment_intent_is_rejected_by_its_handler() {
-    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
-    let registry = handlers::default_registry([("stripe", Provider::Stripe)], store.clone());
-    let worker = Worker::new(
-        store.clone(),
-        registry,
-        Arc::new(ManualClock::new(NOW_MS)),
-        WorkerConfig::default(),
-    );
+    let (store, worker) = shipped_worker("stripe", Provider::Stripe);
     let body = json!({"id": "evt_bad", "type": "payment_intent.succeeded", "created": 1,
         "data": {"object": {"id": "pi_1", "amount_received": "lots", "currency": "eur"}}})
     .to_string();

@@ -49,6 +49,28 @@ pub struct WebhookRequest<'a> {
     pub query: &'a str,
 }
 
+impl Verified {
+    /// A verified event whose id is signed (so it is the idempotency key), with no headers kept
+    /// and no synchronous reply.
+    ///
+    /// # Errors
+    /// [`VerifyError::NoEventId`] if the id or type is empty, too long or not queue-safe.
+    pub(crate) fn signed_event(
+        id: &str,
+        kind: &str,
+        occurred_at_ms: Option<i64>,
+    ) -> Result<Self, VerifyError> {
+        Ok(Self {
+            event_id: event_id(id)?,
+            event_type: event_type(kind)?,
+            occurred_at_ms,
+            dedupe: Dedupe::EventId,
+            headers: Vec::new(),
+            reply: None,
+        })
+    }
+}
+
 impl std::fmt::Debug for WebhookRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header names only: values hold signatures, the body may hold personal data.

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    parse_timestamp, shadow, single_header,
+    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, parse_timestamp, shadow,
+    single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -114,14 +114,7 @@ impl Scheme for Paddle {
         let occurred_at_ms = note
             .occurred_at
             .and_then(|t| super::json::rfc3339_to_ms(&t));
-        Ok(Verified {
-            event_id: event_id(&note.event_id)?,
-            event_type: event_type(&note.event_type)?,
-            occurred_at_ms,
-            dedupe: Dedupe::EventId,
-            headers: Vec::new(),
-            reply: None,
-        })
+        Verified::signed_event(&note.event_id, &note.event_type, occurred_at_ms)
     }
 }
 

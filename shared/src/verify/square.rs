@@ -16,8 +16,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, base64_signature, event_id, event_type,
-    shadow, single_header,
+    Scheme, Verified, VerifyError, WebhookRequest, base64_signature, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -75,14 +74,7 @@ impl Scheme for Square {
         let note: Notification<'_> = serde_json::from_slice(req.body)
             .map_err(|_| VerifyError::NoEventId("body has no event_id or type"))?;
         let occurred_at_ms = note.created_at.and_then(|t| super::json::rfc3339_to_ms(&t));
-        Ok(Verified {
-            event_id: event_id(&note.event_id)?,
-            event_type: event_type(&note.kind)?,
-            occurred_at_ms,
-            dedupe: Dedupe::EventId,
-            headers: Vec::new(),
-            reply: None,
-        })
+        Verified::signed_event(&note.event_id, &note.kind, occurred_at_ms)
     }
 }
 

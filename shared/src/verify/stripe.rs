@@ -19,8 +19,8 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    json, parse_timestamp, shadow, single_header,
+    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, json, parse_timestamp, shadow,
+    single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -136,14 +136,7 @@ impl Scheme for Stripe {
         let kind = head
             .kind
             .ok_or(VerifyError::NoEventId("body has no type"))?;
-        Ok(Verified {
-            event_id: event_id(&id)?,
-            event_type: event_type(&kind)?,
-            occurred_at_ms,
-            dedupe: Dedupe::EventId,
-            reply: None,
-            headers: Vec::new(),
-        })
+        Verified::signed_event(&id, &kind, occurred_at_ms)
     }
 }
 
