@@ -7,8 +7,9 @@
 //! - `Retry(reason)`: transient failure; the event is `FAILED` and the record is reported in
 //!   `batchItemFailures`, so SQS delivers it again after the visibility timeout (and moves it
 //!   to the dead-letter queue after `maxReceiveCount` receives);
-//! - `Reject(reason)`: permanent failure (the event can never succeed); it is `FAILED` and
-//!   reported like `Retry`.
+//! - `Reject(reason)`: permanent failure (the event can never succeed); it is `FAILED` and the
+//!   worker sends the message straight to the dead-letter queue instead of burning the
+//!   remaining receives (reported like `Retry` when no dead-letter queue is configured).
 //!
 //! An event type with no handler is `PROCESSED` with outcome `ignored`.
 //!

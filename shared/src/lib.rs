@@ -8,6 +8,7 @@
 //! - [`envelope`]: the versioned JSON message that travels on the queue;
 //! - [`queue`]: the [`queue::EventQueue`] port, with [`queue::SqsQueue`] (Amazon SQS) and
 //!   [`queue::MemoryQueue`] (in-process, with SQS's visibility timeout, receive count and redrive);
+//! - [`payload`]: the claim-check store (S3) for envelopes larger than the queue's limit;
 //! - [`store`]: the [`store::EventStore`] port (idempotency claims, leases, status), with
 //!   [`store::DynamoDbEventStore`] and [`store::SqliteEventStore`], and the [`store::EntityStore`]
 //!   port handlers use to keep per-entity state newest-wins;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod envelope;
 pub mod handler;
 pub mod logging;
+pub mod payload;
 pub mod queue;
 pub mod redact;
 pub mod secret;

@@ -2,8 +2,8 @@
 //! a moto server (`./scripts/test` starts it). The same claims must give the same outcomes.
 
 use doorbell::store::{
-    ClaimOutcome, ClaimRequest, DynamoDbEventStore, EntityStore, EventRecord, EventStore,
-    SqliteEventStore, Status, StoreError,
+    ClaimOutcome, ClaimRequest, DynamoDbEventStore, EntityStore, EntityWrite, EventRecord,
+    EventStore, SqliteEventStore, Status, StoreError,
 };
 use doorbell::testing;
 use serde_json::json;
@@ -174,34 +174,53 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
         ClaimOutcome::Claimed { attempts: 2 }
     );
 
-    // Entities: newest wins.
+    // Entities: newest wins; a deletion is never undone.
     let id = format!("{p}-order-1");
-    assert!(
+    let put = |v: i64, st: serde_json::Value| {
+        let id = id.clone();
+        async move { store.put_if_newer("order", &id, v, &st).await.unwrap() }
+    };
+    assert_eq!(put(2, json!({"s": 2})).await, EntityWrite::Written);
+    assert_eq!(put(1, json!({"s": 1})).await, EntityWrite::Stale);
+    assert_eq!(put(2, json!({"s": "again"})).await, EntityWrite::Stale);
+    assert_eq!(put(3, json!({"s": 3})).await, EntityWrite::Written);
+    let ent = store.get_entity("order", &id).await.unwrap().unwrap();
+    assert_eq!(
+        (ent.version, ent.state, ent.deleted),
+        (3, json!({"s": 3}), false)
+    );
+    // An older deletion still deletes; nothing after it, older or newer, writes.
+    assert_eq!(
         store
-            .put_if_newer("order", &id, 2, &json!({"s": 2}))
+            .delete("order", &id, 2, &json!({"s": "gone"}))
             .await
-            .unwrap()
+            .unwrap(),
+        EntityWrite::Written
     );
-    assert!(
-        !store
-            .put_if_newer("order", &id, 1, &json!({"s": 1}))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .put_if_newer("order", &id, 2, &json!({"s": "again"}))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .put_if_newer("order", &id, 3, &json!({"s": 3}))
-            .await
-            .unwrap()
+    assert_eq!(put(9, json!({"s": 9})).await, EntityWrite::Deleted);
+    assert_eq!(put(1, json!({"s": 1})).await, EntityWrite::Deleted);
+    assert_eq!(
+        store.delete("order", &id, 10, &json!({})).await.unwrap(),
+        EntityWrite::Deleted
     );
     let ent = store.get_entity("order", &id).await.unwrap().unwrap();
-    assert_eq!((ent.version, ent.state), (3, json!({"s": 3})));
+    assert_eq!((ent.state, ent.deleted), (json!({"s": "gone"}), true));
+    // A deletion of an entity never seen is remembered too (deleted before created).
+    let id2 = format!("{p}-order-2");
+    assert_eq!(
+        store
+            .delete("order", &id2, 5, &json!({"s": "gone"}))
+            .await
+            .unwrap(),
+        EntityWrite::Written
+    );
+    assert_eq!(
+        store
+            .put_if_newer("order", &id2, 4, &json!({"s": "created"}))
+            .await
+            .unwrap(),
+        EntityWrite::Deleted
+    );
     assert!(store.get_entity("order", "nope").await.unwrap().is_none());
     assert!(store.get(&k("never")).await.unwrap().is_none());
 }

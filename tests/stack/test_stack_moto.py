@@ -1,7 +1,8 @@
 """The translated stack, created in moto's CloudFormation (the moto server started by
-scripts/test): the queues with their redrive policy, the table and the event source mapping
-exist as wired. moto skips the HTTP API and ignores TTL. The stack's outputs are written to
-$DOORBELL_STACK_OUTPUTS for the Rust integration test that runs the pipeline on them."""
+scripts/test): the queues with their redrive policy, the table, the payload bucket and the event
+source mapping exist as wired. moto skips the HTTP API, the bucket policy and the alarms, and
+ignores TTL. The stack's outputs are written to $DOORBELL_STACK_OUTPUTS for the Rust integration
+test that runs the pipeline on them. A second stack, QueueType=fifo, checks the FIFO queues."""
 
 import io
 import json
@@ -25,22 +26,25 @@ def _client(service):
 
 
 @pytest.fixture(scope="module")
-def stack():
-    sm, s3, cf = _client("secretsmanager"), _client("s3"), _client("cloudformation")
-    suffix = uuid.uuid4().hex[:8]
-    arn = sm.create_secret(Name=f"doorbell/sources-{suffix}",
+def secrets_arn():
+    """The sources' secret, and the function code (a bootstrap that exits) both stacks deploy."""
+    sm, s3 = _client("secretsmanager"), _client("s3")
+    arn = sm.create_secret(Name=f"doorbell/sources-{uuid.uuid4().hex[:8]}",
                            SecretString=json.dumps({"stripe": ["whsec_doorbell_local_development_only"],
                                                     "github": "doorbell-local-development-only"}))["ARN"]
-    template = translate({"SecretsArn": arn})
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
     for name in FUNCTIONS:
         s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{name}.zip", Body=buf.getvalue())
-    name = f"doorbell-{suffix}"
+    return arn
+
+
+def _create_stack(name, template, parameters):
+    cf = _client("cloudformation")
     cf.create_stack(StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
-                    Parameters=[{"ParameterKey": "SecretsArn", "ParameterValue": arn}])
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
     for _ in range(120):
         st = cf.describe_stacks(StackName=name)["Stacks"][0]
         if not st["StackStatus"].endswith("IN_PROGRESS"):
@@ -48,11 +52,35 @@ def stack():
         time.sleep(0.25)
     assert st["StackStatus"] == "CREATE_COMPLETE", st.get("StackStatusReason")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in st["Outputs"]}
-    # moto lists resources it skips (alarms, the HTTP API) without ids.
+    # moto lists resources it skips (alarms, the HTTP API, the bucket policy) without ids.
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId")
                 for r in cf.describe_stack_resources(StackName=name)["StackResources"]
                 if "LogicalResourceId" in r}
-    return {"name": name, "outputs": outputs, "physical": physical, "secrets_arn": arn}
+    return {"name": name, "outputs": outputs, "physical": physical}
+
+
+@pytest.fixture(scope="module")
+def stack(secrets_arn):
+    parameters = {"SecretsArn": secrets_arn}
+    created = _create_stack(f"doorbell-{uuid.uuid4().hex[:8]}", translate(parameters), parameters)
+    return {**created, "secrets_arn": secrets_arn}
+
+
+@pytest.fixture(scope="module")
+def fifo_stack(secrets_arn):
+    parameters = {"SecretsArn": secrets_arn, "QueueType": "fifo"}
+    template = translate(parameters)
+    name = f"doorbell-fifo-{uuid.uuid4().hex[:8]}"
+    # CloudFormation names a FIFO queue it creates without a QueueName with the .fifo suffix;
+    # moto's generated names lack it (and SQS refuses a FIFO queue without it). So for moto only,
+    # each queue gets the name CloudFormation's would end with; the template itself names none.
+    for logical_id in ("EventsQueue", "DeadLetterQueue"):
+        props = template["Resources"][logical_id]["Properties"]
+        assert "QueueName" not in props
+        props["QueueName"] = f"{name}-{logical_id}.fifo"
+    created = _create_stack(name, template, parameters)
+    yield created
+    _client("cloudformation").delete_stack(StackName=name)
 
 
 def test_events_queue_redrives_to_the_dlq_after_max_receive_count(stack):
@@ -65,6 +93,41 @@ def test_events_queue_redrives_to_the_dlq_after_max_receive_count(stack):
     assert int(redrive["maxReceiveCount"]) == 5
     assert int(attrs["VisibilityTimeout"]) == 200
     assert int(dlq["MessageRetentionPeriod"]) == 1209600 > int(attrs["MessageRetentionPeriod"])
+
+
+def test_fifo_stack_has_fifo_queues_redriving_to_the_fifo_dlq(fifo_stack):
+    sqs = _client("sqs")
+    out = fifo_stack["outputs"]
+    attrs = sqs.get_queue_attributes(QueueUrl=out["EventsQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=out["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    for queue in (attrs, dlq):
+        assert queue["FifoQueue"] == "true"
+        assert queue["QueueArn"].endswith(".fifo")
+        assert queue["ContentBasedDeduplication"] == "false"
+        assert queue["DeduplicationScope"] == "messageGroup"
+        assert queue["FifoThroughputLimit"] == "perMessageGroupId"
+    assert out["EventsQueueUrl"].endswith(".fifo") and out["DeadLetterQueueUrl"].endswith(".fifo")
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+    mapping, = _client("lambda").list_event_source_mappings(
+        FunctionName=fifo_stack["physical"]["WorkerFunction"])["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == attrs["QueueArn"]
+    assert mapping["BatchSize"] <= 10
+
+
+def test_payload_bucket_exists_encrypted_and_is_given_to_both_functions(stack):
+    bucket = stack["outputs"]["PayloadBucketName"]
+    assert bucket == stack["physical"]["PayloadBucket"]
+    s3 = _client("s3")
+    s3.head_bucket(Bucket=bucket)
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    lam = _client("lambda")
+    ingest = lam.get_function_configuration(FunctionName=stack["physical"]["IngestFunction"])["Environment"]["Variables"]
+    worker = lam.get_function_configuration(FunctionName=stack["physical"]["WorkerFunction"])["Environment"]["Variables"]
+    assert ingest["DOORBELL_PAYLOAD_BUCKET"] == bucket == worker["DOORBELL_PAYLOAD_BUCKET"]
+    assert worker["DOORBELL_DEAD_LETTER_QUEUE_URL"] == stack["outputs"]["DeadLetterQueueUrl"]
 
 
 def test_table_has_the_pk_key(stack):
@@ -103,6 +166,7 @@ def test_write_outputs_for_the_rust_integration_test(stack):
         lam.update_event_source_mapping(UUID=m["UUID"], Enabled=False)
     ingest_env = _client("lambda").get_function_configuration(
         FunctionName=stack["physical"]["IngestFunction"])["Environment"]["Variables"]
+    outputs = {**stack["outputs"], "SecretsArn": stack["secrets_arn"], "SourcesJson": ingest_env["DOORBELL_SOURCES"]}
+    assert {"EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName", "PayloadBucketName"} <= set(outputs)
     with open(path, "w") as f:
-        json.dump({**stack["outputs"], "SecretsArn": stack["secrets_arn"],
-                   "SourcesJson": ingest_env["DOORBELL_SOURCES"]}, f)
+        json.dump(outputs, f)

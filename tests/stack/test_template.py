@@ -1,16 +1,21 @@
 """Wiring of the stack, asserted on the SAM template and on its CloudFormation translation.
 
 Each test names the failure case it guards (see the team's failure-case list): C19 partial
-batch failures, C22 visibility timeout, C23 maxReceiveCount and DLQ alarm metric, C24 DLQ
-retention and target, C33 the Rust build settings; plus least privilege and no secret in the
-template.
+batch failures, C22 visibility timeout, C23 maxReceiveCount, DLQ alarm metric and reserved
+concurrency, C24 DLQ retention and target (FIFO to FIFO), C33 the Rust build settings; plus the
+FIFO variant (QueueType=fifo), the claim-check payload bucket, least privilege and no secret in
+the template. `cfn` is the translation as CloudFormation receives it; `cfn_standard` and
+`cfn_fifo` have the conditions resolved for each queue type.
 """
 
 import json
 
 import pytest
 
-from conftest import FUNCTIONS, SECRETS_ARN, TEMPLATE
+from conftest import FUNCTIONS, SECRETS_ARN, TEMPLATE, evaluate, parameter_values
+
+DAY = 24 * 3600
+FIFO_PROPERTIES = ("FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit")
 
 
 def resources(cfn, type_):
@@ -19,6 +24,21 @@ def resources(cfn, type_):
 
 def param_max(sam, name):
     return int(sam["Parameters"][name]["MaxValue"])
+
+
+def param_range(sam, value):
+    """(lowest, highest) a property can take: a literal, or a Ref to a bounded parameter."""
+    if isinstance(value, dict):
+        p = sam["Parameters"][value["Ref"]]
+        return int(p["MinValue"]), int(p["MaxValue"])
+    return int(value), int(value)
+
+
+def event_source_mapping(cfn):
+    mappings = resources(cfn, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 1
+    (mapping,) = mappings.values()
+    return mapping["Properties"]
 
 
 def test_c19_sqs_event_source_reports_batch_item_failures(cfn):
@@ -54,8 +74,20 @@ def test_c23_redrive_after_at_least_five_receives_and_dlq_alarm_on_visible_messa
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
-def test_c24_dlq_is_the_redrive_target_and_outlives_the_source_queue(cfn):
-    queues = cfn["Resources"]
+def test_c23_event_source_concurrency_stays_within_the_worker_reserved_concurrency(sam, cfn):
+    """With reserved concurrency below the event source's maximum concurrency, Lambda throttles
+    the extra invocations and every throttled receive counts toward maxReceiveCount."""
+    mapping = event_source_mapping(cfn)
+    lowest, highest = param_range(sam, mapping["ScalingConfig"]["MaximumConcurrency"])
+    assert 2 <= lowest <= highest <= 1000  # Lambda's bounds for MaximumConcurrency
+    reserved = sam["Resources"]["WorkerFunction"]["Properties"].get("ReservedConcurrentExecutions")
+    if reserved is not None:
+        reserved_lowest, _ = param_range(sam, reserved)
+        assert highest <= reserved_lowest
+
+
+def test_c24_dlq_is_the_redrive_target_and_outlives_the_source_queue(cfn_standard):
+    queues = cfn_standard["Resources"]
     redrive = queues["EventsQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     source_retention = queues["EventsQueue"]["Properties"]["MessageRetentionPeriod"]
@@ -64,6 +96,67 @@ def test_c24_dlq_is_the_redrive_target_and_outlives_the_source_queue(cfn):
     assert not queues["EventsQueue"]["Properties"].get("FifoQueue") and not queues["DeadLetterQueue"]["Properties"].get("FifoQueue")
     for q in ("EventsQueue", "DeadLetterQueue"):
         assert queues[q]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_c24_a_fifo_queue_dead_letters_to_a_fifo_queue(cfn_fifo):
+    queues = cfn_fifo["Resources"]
+    for q in ("EventsQueue", "DeadLetterQueue"):
+        props = queues[q]["Properties"]
+        assert props["FifoQueue"] is True, q
+        # Ingest sets MessageDeduplicationId itself; high throughput is per message group.
+        assert props["ContentBasedDeduplication"] is False, q
+        assert props["DeduplicationScope"] == "messageGroup", q
+        assert props["FifoThroughputLimit"] == "perMessageGroupId", q
+        # CloudFormation names a FIFO queue <stack>-<logical id>-<suffix>.fifo when it names it.
+        assert "QueueName" not in props, q
+        assert props["SqsManagedSseEnabled"] is True, q
+    redrive = queues["EventsQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive == {"deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                       "maxReceiveCount": {"Ref": "MaxReceiveCount"}}
+    assert (queues["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+            > queues["EventsQueue"]["Properties"]["MessageRetentionPeriod"])
+
+
+def test_standard_queues_have_no_fifo_properties_and_keep_the_batching_window(cfn_standard):
+    for q in ("EventsQueue", "DeadLetterQueue"):
+        props = cfn_standard["Resources"][q]["Properties"]
+        assert not set(FIFO_PROPERTIES) & set(props), q
+    mapping = event_source_mapping(cfn_standard)
+    assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "WorkerBatchingWindowSeconds"}
+
+
+def test_fifo_event_source_has_no_batching_window(cfn_fifo):
+    # "Batching window is not supported for FIFO queues" (Lambda's SQS event source parameters).
+    mapping = event_source_mapping(cfn_fifo)
+    assert "MaximumBatchingWindowInSeconds" not in mapping
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == {"Ref": "WorkerBatchSize"}
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaximumConcurrency"}}
+
+
+def _rules_hold(sam, parameters):
+    values = parameter_values(sam, {"SecretsArn": SECRETS_ARN, **parameters})
+    for rule in sam["Rules"].values():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], values):
+            continue
+        if not all(evaluate(a["Assert"], values) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+def test_rules_reject_batch_sizes_lambda_would_refuse(sam):
+    """Lambda refuses a FIFO event source with more than 10 records a batch, and a standard one
+    with more than 10 and no batching window; the template's Rules refuse those parameters
+    before anything is created, and accept every other combination."""
+    low, high = param_range(sam, {"Ref": "WorkerBatchSize"})
+    windows = sorted({0, 1, param_max(sam, "WorkerBatchingWindowSeconds")})
+    for queue_type in sam["Parameters"]["QueueType"]["AllowedValues"]:
+        for size in range(low, high + 1):
+            for window in windows:
+                lambda_accepts = size <= 10 if queue_type == "fifo" else (size <= 10 or window >= 1)
+                params = {"QueueType": queue_type, "WorkerBatchSize": size, "WorkerBatchingWindowSeconds": window}
+                assert _rules_hold(sam, params) == lambda_accepts, params
 
 
 def test_c33_rust_functions_build_with_cargo_lambda_for_arm64_al2023(sam, cfn):
@@ -103,6 +196,18 @@ def test_http_api_routes_post_webhooks_source_to_ingest(cfn):
     assert worker_env["DOORBELL_TABLE"] == {"Ref": "EventsTable"}
 
 
+def test_functions_are_told_the_payload_bucket_and_the_worker_the_dead_letter_queue(cfn):
+    ingest = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    worker = cfn["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert ingest["DOORBELL_PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+    assert worker["DOORBELL_PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+    assert worker["DOORBELL_DEAD_LETTER_QUEUE_URL"] == {"Ref": "DeadLetterQueue"}
+    assert "DOORBELL_DEAD_LETTER_QUEUE_URL" not in ingest
+
+
+PAYLOAD_OBJECTS = {"Fn::Sub": "${PayloadBucket.Arn}/*"}
+
+
 def _statements(cfn, role):
     props = cfn["Resources"][role]["Properties"]
     assert not props.get("ManagedPolicyArns"), f"{role} must not carry broad managed policies"
@@ -121,15 +226,75 @@ def test_each_function_may_touch_only_its_own_resources(cfn):
         ("logs:CreateLogStream", "logs:PutLogEvents"): {"Fn::GetAtt": ["IngestLogGroup", "Arn"]},
         ("sqs:SendMessage",): {"Fn::GetAtt": ["EventsQueue", "Arn"]},
         ("secretsmanager:GetSecretValue",): {"Ref": "SecretsArn"},
+        ("s3:PutObject",): PAYLOAD_OBJECTS,
     }
     worker = {tuple(_as_list(s["Action"])): s["Resource"] for s in _statements(cfn, "WorkerRole")}
     assert worker == {
         ("logs:CreateLogStream", "logs:PutLogEvents"): {"Fn::GetAtt": ["WorkerLogGroup", "Arn"]},
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"): {"Fn::GetAtt": ["EventsQueue", "Arn"]},
         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"): {"Fn::GetAtt": ["EventsTable", "Arn"]},
+        ("s3:GetObject",): PAYLOAD_OBJECTS,
+        ("sqs:SendMessage",): {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
     }
     for s in _statements(cfn, "IngestRole") + _statements(cfn, "WorkerRole"):
         assert s["Effect"] == "Allow" and s["Resource"] != "*"
+
+
+def _grants(cfn, role):
+    """(action, resource) for every action the role allows."""
+    return [(a, json.dumps(s["Resource"], sort_keys=True)) for s in _statements(cfn, role) for a in _as_list(s["Action"])]
+
+
+def test_ingest_may_only_put_payload_objects_and_the_worker_only_read_them_and_reject_to_the_dlq(cfn):
+    objects = json.dumps(PAYLOAD_OBJECTS, sort_keys=True)
+    dlq = json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, sort_keys=True)
+    ingest, worker = _grants(cfn, "IngestRole"), _grants(cfn, "WorkerRole")
+    assert [g for g in ingest if g[0].startswith("s3:")] == [("s3:PutObject", objects)]
+    assert [g for g in worker if g[0].startswith("s3:")] == [("s3:GetObject", objects)]
+    # Reject goes straight to the dead-letter queue: the worker's only send, and only there.
+    assert [g for g in worker if g[0] == "sqs:SendMessage"] == [("sqs:SendMessage", dlq)]
+    assert not [g for g in ingest + worker if g[1] == dlq and g[0] != "sqs:SendMessage"]
+    assert not [g for g in ingest if g[1] == dlq]
+    for action, _ in ingest + worker:
+        assert "*" not in action, action
+
+
+def test_payload_bucket_is_private_encrypted_and_outlives_the_dead_letter_queue(sam, cfn):
+    bucket = cfn["Resources"]["PayloadBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    props = bucket["Properties"]
+    assert props["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert not {"Prefix", "Filter"} & set(rule), "the rule must cover every object"
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert rule["ExpirationInDays"] == {"Ref": "PayloadRetentionDays"}
+    retention_days = sam["Parameters"]["PayloadRetentionDays"]
+    shortest = int(retention_days["MinValue"])  # the shortest a deployment can choose
+    assert int(retention_days["Default"]) >= shortest
+    queues = cfn["Resources"]
+    events_retention = queues["EventsQueue"]["Properties"]["MessageRetentionPeriod"]
+    dlq_retention = queues["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+    assert shortest * DAY > 14 * DAY and shortest * DAY > dlq_retention
+    # A message moved to a FIFO dead-letter queue, or sent there by the worker's Reject, starts
+    # the dead-letter queue's retention afresh: its payload must outlast both queues.
+    assert shortest * DAY > events_retention + dlq_retention
+
+
+def test_payload_bucket_refuses_requests_without_tls(cfn):
+    policy = cfn["Resources"]["PayloadBucketPolicy"]
+    assert policy["Type"] == "AWS::S3::BucketPolicy"
+    assert policy["Properties"]["Bucket"] == {"Ref": "PayloadBucket"}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Resource"] == [{"Fn::GetAtt": ["PayloadBucket", "Arn"]}, PAYLOAD_OBJECTS]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_alarms_cover_dlq_depth_queue_age_ingest_errors_and_rejected_signatures(cfn):
@@ -147,9 +312,11 @@ def test_no_secret_value_in_the_template():
         assert needle not in text
 
 
-def test_outputs_give_the_webhook_url_queues_and_table(cfn):
-    assert set(cfn["Outputs"]) == {"WebhookBaseUrl", "EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName"}
+def test_outputs_give_the_webhook_url_queues_table_and_payload_bucket(cfn):
+    assert set(cfn["Outputs"]) == {"WebhookBaseUrl", "EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName",
+                                   "PayloadBucketName"}
     assert "/webhooks/" in json.dumps(cfn["Outputs"]["WebhookBaseUrl"])
+    assert cfn["Outputs"]["PayloadBucketName"]["Value"] == {"Ref": "PayloadBucket"}
 
 
 @pytest.mark.parametrize("missing", ["SecretsArn"])

@@ -7,6 +7,7 @@
 //! | `DOORBELL_SECRETS_ARN` | the Secrets Manager secret holding `{"<source>": ["<secret>", …]}` (see [`doorbell::Sources::from_parts`]); without it the secrets must be inline in `DOORBELL_SOURCES` (local use) |
 //! | `DOORBELL_SECRETS_TTL_SECONDS` | how long the secrets are cached before they are read again, seconds; default 300 |
 //! | `DOORBELL_QUEUE_MAX_MESSAGE_BYTES` | the queue's `MaximumMessageSize`, bytes; default 262144 |
+//! | `DOORBELL_PAYLOAD_BUCKET` | the S3 bucket for envelopes over the queue's limit (claim check, [`doorbell::queue::ClaimCheckQueue`]); without it such a delivery gets 413 |
 
 use doorbell::Sources;
 use doorbell::config::ConfigError;
@@ -21,6 +22,8 @@ pub struct IngestConfig {
     pub sources: SourcesSetting,
     /// Queue message limit, bytes.
     pub max_message_bytes: usize,
+    /// Claim-check bucket, if any.
+    pub payload_bucket: Option<String>,
 }
 
 /// Where the sources and secrets come from.
@@ -95,6 +98,7 @@ impl IngestConfig {
             queue_url,
             sources,
             max_message_bytes,
+            payload_bucket: var("DOORBELL_PAYLOAD_BUCKET").filter(|b| !b.is_empty()),
         })
     }
 

@@ -9,11 +9,18 @@
 //! | verified and enqueued | 200 | `{"received":true,"id":"<event id>"}` | yes |
 //! | verified endpoint handshake (Slack `url_verification`) | 200 | `{"challenge":"…"}` | no |
 //! | unknown source | 404 | `{"error":"unknown source"}` | no |
-//! | body over the source's `max_body_bytes`, or envelope over the queue's limit | 413 | `{"error":"payload too large"}` | no |
+//! | body over the source's `max_body_bytes` (default 10 MiB), or envelope over the queue's limit with no claim-check bucket | 413 | `{"error":"payload too large"}` | no |
 //! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
 //! | verified, but no event id or type can be read | 400 | `{"error":"no event id"}` | no |
 //! | `isBase64Encoded` body that is not base64 | 400 | `{"error":"body is not valid base64"}` | no |
 //! | the queue did not take it (error, throttling, unreachable), or no sources could be loaded | 503 | `{"error":"queue unavailable"}` | no |
+//!
+//! An envelope over the queue's maximum message size is stored in S3 and the message carries a
+//! pointer when the queue is a [`doorbell::queue::ClaimCheckQueue`] (`DOORBELL_PAYLOAD_BUCKET`);
+//! a failed upload is a 503 like a failed send. On a FIFO queue the message group is the source
+//! (its events are delivered in order) and the deduplication id is a digest of the idempotency
+//! key and the body, so SQS drops a provider's retry within its 5-minute window while a
+//! different body under the same key still reaches the worker as a conflict.
 //!
 //! A 2xx is only ever sent after [`doorbell::queue::EventQueue::send`] returned, i.e. after the
 //! queue durably accepted the envelope; a provider that gets a 5xx retries. The reason for a 401
@@ -161,6 +168,17 @@ async fn read_body(
     })
 }
 
+/// A FIFO `MessageDeduplicationId` (64 hex characters; SQS allows 128): SHA-256 over the
+/// idempotency key and the body's digest.
+fn fifo_deduplication_id(envelope: &Envelope) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(envelope.idempotency_key.as_bytes());
+    h.update(b"\n");
+    h.update(envelope.body_sha256.as_bytes());
+    hex::encode(h.finalize())
+}
+
 /// Verifies and enqueues one delivery whose body has been read.
 async fn ingest(
     state: &IngestState,
@@ -209,14 +227,22 @@ async fn ingest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let envelope = Envelope::new(source, verified, body, content_type, now_ms);
+    let (group_id, deduplication_id) = if state.queue.is_fifo() {
+        (
+            Some(envelope.source.clone()),
+            Some(fifo_deduplication_id(&envelope)),
+        )
+    } else {
+        (None, None)
+    };
     let message = OutgoingMessage {
         body: envelope.to_json(),
         attributes: vec![
             ("source", envelope.source.clone()),
             ("event_type", envelope.event_type.clone()),
         ],
-        group_id: None,
-        deduplication_id: None,
+        group_id,
+        deduplication_id,
     };
     match state.queue.send(message).await {
         Ok(message_id) => {

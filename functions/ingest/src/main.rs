@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use doorbell::SystemClock;
 use doorbell::catalog::{SecretsManagerCatalog, SourceCatalog, StaticCatalog};
-use doorbell::queue::SqsQueue;
+use doorbell::payload::S3PayloadStore;
+use doorbell::queue::{ClaimCheckQueue, EventQueue, SqsQueue};
 use doorbell_ingest::config::{IngestConfig, SourcesSetting};
 use doorbell_ingest::{IngestState, app};
 
@@ -13,8 +14,16 @@ async fn main() -> Result<(), lambda_http::Error> {
     doorbell::logging::init_json();
     let config = IngestConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url)
-        .with_max_message_bytes(config.max_message_bytes);
+    let mut queue: Arc<dyn EventQueue> = Arc::new(
+        SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url)
+            .with_max_message_bytes(config.max_message_bytes),
+    );
+    if let Some(bucket) = config.payload_bucket {
+        queue = Arc::new(ClaimCheckQueue::new(
+            queue,
+            Arc::new(S3PayloadStore::from_conf(&aws, bucket)),
+        ));
+    }
     let sources: Arc<dyn SourceCatalog> = match config.sources {
         SourcesSetting::Inline(s) => Arc::new(StaticCatalog::new(s)),
         SourcesSetting::SecretsManager {
@@ -38,7 +47,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let state = IngestState {
         sources,
-        queue: Arc::new(queue),
+        queue,
         clock: Arc::new(SystemClock),
     };
     lambda_http::lambda_runtime::run(doorbell_ingest::lambda::service(app(state))).await

@@ -5,6 +5,8 @@
 //! | `DOORBELL_TABLE` | the `webhook_events` table name (required) |
 //! | `DOORBELL_SOURCES` | sources as JSON: the worker reads only `name` and `provider` (optional; without it no handler is registered and every event is `ignored`) |
 //! | `DOORBELL_MAX_CONCURRENCY` | records processed at once; default 10 |
+//! | `DOORBELL_DEAD_LETTER_QUEUE_URL` | the dead-letter queue; a handler's `Reject` sends the message there at once (without it, `Reject` is retried like `Retry` until the redrive policy moves it) |
+//! | `DOORBELL_PAYLOAD_BUCKET` | the S3 bucket holding claim-checked envelopes (required to process envelopes over the queue's limit) |
 //! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days), at least 3600 |
 
 use doorbell::Provider;
@@ -25,6 +27,10 @@ pub struct WorkerSettings {
     pub sources: Vec<(String, Provider)>,
     /// Tuning.
     pub worker: WorkerConfig,
+    /// The dead-letter queue URL, for `Reject`.
+    pub dead_letter_queue_url: Option<String>,
+    /// The claim-check bucket.
+    pub payload_bucket: Option<String>,
 }
 
 /// A missing or invalid setting; names the variable, never its value.
@@ -82,6 +88,8 @@ impl WorkerSettings {
             table,
             sources,
             worker,
+            dead_letter_queue_url: var("DOORBELL_DEAD_LETTER_QUEUE_URL").filter(|v| !v.is_empty()),
+            payload_bucket: var("DOORBELL_PAYLOAD_BUCKET").filter(|v| !v.is_empty()),
         })
     }
 

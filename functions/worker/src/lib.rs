@@ -4,9 +4,12 @@
 //!
 //! Contract, per record (records run concurrently, up to [`WorkerConfig::max_concurrency`]):
 //!
-//! 1. parse the envelope ([`doorbell::Envelope::parse`], digest checked); a message that is not
-//!    an envelope is reported as failed, so after `maxReceiveCount` receives SQS moves it to the
-//!    dead-letter queue;
+//! 1. read the envelope: a claim-check pointer is resolved from the payload store (S3; size and
+//!    SHA-256 checked, [`doorbell::queue::claim_check::resolve`]), then parsed
+//!    ([`doorbell::Envelope::parse`], body digest checked); a message that is not an envelope,
+//!    or whose stored payload is gone or altered, is reported as failed, so after
+//!    `maxReceiveCount` receives SQS moves it to the dead-letter queue; a payload store that
+//!    is unavailable is reported too (retried);
 //! 2. claim its idempotency key in the event store, with a lease that ends when this invocation
 //!    must end (the Lambda deadline), clamped to [`WorkerConfig::lease_floor_ms`] and
 //!    [`WorkerConfig::lease_ceiling_ms`];
@@ -16,7 +19,12 @@
 //!    - store unavailable → reported;
 //! 3. run the handler registered for `(source, event type)`; none → `PROCESSED`, outcome
 //!    `ignored`;
-//! 4. handler `Ok` → `PROCESSED`; `Retry`/`Reject`/panic → `FAILED` with the reason, reported.
+//! 4. handler `Ok` → `PROCESSED`; `Retry`/panic → `FAILED` with the reason, reported;
+//!    `Reject` → `FAILED` with the reason and the message sent straight to the dead-letter
+//!    queue ([`Worker::with_dead_letter_queue`]) and acknowledged, so no receives are burnt
+//!    on an event that can never succeed ([`RecordOutcome::Rejected`]); if that send fails, or
+//!    no dead-letter queue is configured, the record is reported like `Retry`. A later redrive
+//!    from the dead-letter queue claims the `FAILED` event and runs it again.
 //!
 //! FIFO queues (records with `MessageGroupId`): each message group runs in order; after the first
 //! failure in a group the group's later records are reported without running
@@ -40,6 +48,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use doorbell::clock::Clock;
 use doorbell::envelope::Envelope;
 use doorbell::handler::{Event, HandlerOutcome, HandlerRegistry};
+use doorbell::payload::PayloadStore;
+use doorbell::queue::claim_check::{ClaimCheckError, resolve};
+use doorbell::queue::{EventQueue, OutgoingMessage};
 use doorbell::store::{ClaimOutcome, ClaimRequest, EventStore, MAX_STORED_PAYLOAD_BYTES};
 use futures::{FutureExt, StreamExt};
 
@@ -149,6 +160,9 @@ pub enum RecordOutcome {
     /// Not run: an earlier record of its FIFO message group failed in this batch, so it is
     /// reported to keep the group's order (SQS FIFO delivers it again after that record).
     BlockedByGroup,
+    /// The handler rejected it (permanent failure): `FAILED`, sent to the dead-letter queue and
+    /// acknowledged.
+    Rejected(String),
 }
 
 impl RecordOutcome {
@@ -169,7 +183,8 @@ impl RecordOutcome {
         match self {
             RecordOutcome::HandlerFailed(r)
             | RecordOutcome::BadEnvelope(r)
-            | RecordOutcome::StoreFailed(r) => r,
+            | RecordOutcome::StoreFailed(r)
+            | RecordOutcome::Rejected(r) => r,
             _ => "",
         }
     }
@@ -186,6 +201,7 @@ impl RecordOutcome {
             RecordOutcome::BadEnvelope(_) => "bad_envelope",
             RecordOutcome::StoreFailed(_) => "store_failed",
             RecordOutcome::BlockedByGroup => "blocked_by_group",
+            RecordOutcome::Rejected(_) => "rejected",
         }
     }
 }
@@ -203,13 +219,16 @@ pub struct RecordReport {
     pub outcome: RecordOutcome,
 }
 
-/// The worker: an event store, handlers, a clock.
+/// The worker: an event store, handlers, a clock; optionally the dead-letter queue (for
+/// `Reject`) and the claim-check payload store.
 #[derive(Debug, Clone)]
 pub struct Worker {
     store: Arc<dyn EventStore>,
     handlers: HandlerRegistry,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
+    dead_letter: Option<Arc<dyn EventQueue>>,
+    payloads: Option<Arc<dyn PayloadStore>>,
 }
 
 impl Worker {
@@ -225,7 +244,23 @@ impl Worker {
             handlers,
             clock,
             config,
+            dead_letter: None,
+            payloads: None,
         }
+    }
+
+    /// Sends rejected events to `queue` (the source queue's dead-letter queue) at once.
+    #[must_use]
+    pub fn with_dead_letter_queue(mut self, queue: Arc<dyn EventQueue>) -> Self {
+        self.dead_letter = Some(queue);
+        self
+    }
+
+    /// Reads claim-checked envelopes from `store`.
+    #[must_use]
+    pub fn with_payload_store(mut self, store: Arc<dyn PayloadStore>) -> Self {
+        self.payloads = Some(store);
+        self
     }
 
     /// Processes a batch; `deadline_ms` is when the invocation must end (epoch ms; Lambda's
@@ -317,7 +352,21 @@ impl Worker {
             event_id: None,
             outcome: RecordOutcome::Processed,
         };
-        let envelope = match Envelope::parse(record.body.as_deref().unwrap_or("")) {
+        let raw = record.body.as_deref().unwrap_or("");
+        let text = match resolve(raw, self.payloads.as_deref()).await {
+            Ok(t) => t,
+            Err(ClaimCheckError::Unavailable(e)) => {
+                tracing::error!(message_id = %report.message_id, error = %e, "claim check unavailable");
+                report.outcome = RecordOutcome::StoreFailed(e);
+                return report;
+            }
+            Err(e @ ClaimCheckError::Unusable(_)) => {
+                tracing::error!(message_id = %report.message_id, error = %e, "claim check unusable");
+                report.outcome = RecordOutcome::BadEnvelope(e.to_string());
+                return report;
+            }
+        };
+        let envelope = match Envelope::parse(&text) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(message_id = %report.message_id, error = %e, "unparseable message");
@@ -327,8 +376,55 @@ impl Worker {
         };
         report.idempotency_key = Some(envelope.idempotency_key.clone());
         report.event_id = Some(envelope.event_id.clone());
-        report.outcome = self.run(&envelope, deadline_ms).await;
+        report.outcome = match self.run(&envelope, deadline_ms).await {
+            RecordOutcome::Rejected(reason) => self.dead_letter(record, &envelope, reason).await,
+            other => other,
+        };
         report
+    }
+
+    /// Sends a rejected record's message to the dead-letter queue as it came (body, source and
+    /// event type attributes, FIFO group), adding a `rejected_reason` attribute when it fits.
+    async fn dead_letter(
+        &self,
+        record: &SqsMessage,
+        envelope: &Envelope,
+        reason: String,
+    ) -> RecordOutcome {
+        let Some(dlq) = &self.dead_letter else {
+            return RecordOutcome::HandlerFailed(reason);
+        };
+        let mut message = OutgoingMessage {
+            body: record.body.clone().unwrap_or_default(),
+            attributes: vec![
+                ("source", envelope.source.clone()),
+                ("event_type", envelope.event_type.clone()),
+                ("rejected_reason", reason.chars().take(256).collect()),
+            ],
+            group_id: record.attributes.get("MessageGroupId").cloned(),
+            deduplication_id: dlq.is_fifo().then(|| {
+                record
+                    .message_id
+                    .clone()
+                    .unwrap_or_else(|| envelope.body_sha256.clone())
+            }),
+        };
+        if message.size_bytes() > dlq.max_message_bytes() {
+            message.attributes.pop();
+        }
+        match dlq.send(message).await {
+            Ok(_) => {
+                tracing::warn!(
+                    idempotency_key = %envelope.idempotency_key, event_id = %envelope.event_id,
+                    reason = %reason, metric = "EventRejected", "rejected; sent to the dead-letter queue"
+                );
+                RecordOutcome::Rejected(reason)
+            }
+            Err(e) => {
+                tracing::error!(idempotency_key = %envelope.idempotency_key, error = %e, "could not dead-letter a rejected event; it will be retried");
+                RecordOutcome::HandlerFailed(format!("{reason} (dead-letter send failed: {e})"))
+            }
+        }
     }
 
     async fn run(&self, envelope: &Envelope, deadline_ms: Option<i64>) -> RecordOutcome {
@@ -398,11 +494,19 @@ impl Worker {
                 Ok(()) => RecordOutcome::Processed,
                 Err(e) => RecordOutcome::StoreFailed(e.to_string()),
             },
-            HandlerOutcome::Retry(reason) | HandlerOutcome::Reject(reason) => {
+            HandlerOutcome::Retry(reason) => {
                 if let Err(e) = self.store.fail(&claim.key, attempt, &reason, done_ms).await {
                     tracing::error!(idempotency_key = %claim.key, error = %e, "could not record the failure");
                 }
                 RecordOutcome::HandlerFailed(reason)
+            }
+            HandlerOutcome::Reject(reason) => {
+                if let Err(e) = self.store.fail(&claim.key, attempt, &reason, done_ms).await {
+                    // The lease stays until it expires; the record is retried, not dead-lettered.
+                    tracing::error!(idempotency_key = %claim.key, error = %e, "could not record the rejection");
+                    return RecordOutcome::HandlerFailed(reason);
+                }
+                RecordOutcome::Rejected(reason)
             }
         }
     }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use doorbell::SystemClock;
+use doorbell::payload::S3PayloadStore;
+use doorbell::queue::SqsQueue;
 use doorbell::store::DynamoDbEventStore;
 use doorbell_worker::config::WorkerSettings;
 use doorbell_worker::{Worker, handlers};
@@ -22,7 +24,14 @@ async fn main() -> Result<(), Error> {
         settings.sources.iter().map(|(n, p)| (n.as_str(), *p)),
         store.clone(),
     );
-    let worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker);
+    let mut worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker);
+    if let Some(url) = settings.dead_letter_queue_url {
+        worker = worker
+            .with_dead_letter_queue(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url)));
+    }
+    if let Some(bucket) = settings.payload_bucket {
+        worker = worker.with_payload_store(Arc::new(S3PayloadStore::from_conf(&aws, bucket)));
+    }
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = i64::try_from(event.context.deadline).ok();

@@ -218,6 +218,10 @@ impl EventQueue for MemoryQueue {
     fn max_message_bytes(&self) -> usize {
         self.config.max_message_bytes
     }
+
+    fn is_fifo(&self) -> bool {
+        self.name.ends_with(".fifo")
+    }
 }
 
 #[cfg(test)]

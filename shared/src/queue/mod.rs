@@ -9,7 +9,11 @@
 //! Lambda's event source mapping does the receiving and deleting in AWS; the local pipeline
 //! and the integration tests do it with [`EventQueue::receive`] and [`EventQueue::delete`],
 //! turning messages into the same `SqsEvent` records with [`ReceivedMessage::to_sqs_message`].
+//!
+//! [`ClaimCheckQueue`] wraps a queue so that envelopes over its maximum message size go to a
+//! [`crate::payload::PayloadStore`] (S3) and the message carries a pointer.
 
+pub mod claim_check;
 mod memory;
 mod sqs;
 
@@ -17,6 +21,7 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 
+pub use claim_check::{ClaimCheckPointer, ClaimCheckQueue};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
 pub use sqs::SqsQueue;
 
@@ -152,4 +157,10 @@ pub trait EventQueue: Send + Sync + std::fmt::Debug {
 
     /// The largest message the queue accepts, bytes.
     fn max_message_bytes(&self) -> usize;
+
+    /// True for a FIFO queue (its name ends in `.fifo`): sends need a message group id and a
+    /// deduplication id.
+    fn is_fifo(&self) -> bool {
+        false
+    }
 }

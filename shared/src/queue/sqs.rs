@@ -161,4 +161,8 @@ impl EventQueue for SqsQueue {
     fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
     }
+
+    fn is_fifo(&self) -> bool {
+        self.queue_url.ends_with(".fifo")
+    }
 }

@@ -25,8 +25,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    ClaimOutcome, ClaimRequest, Entity, EntityStore, EventRecord, EventStore, Status, StoreError,
-    decide, truncate_error,
+    ClaimOutcome, ClaimRequest, Entity, EntityStore, EntityWrite, EventRecord, EventStore, Status,
+    StoreError, decide, truncate_error,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -374,7 +374,7 @@ impl EntityStore for DynamoDbEventStore {
         id: &str,
         version: i64,
         state: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<EntityWrite, StoreError> {
         let r = self
             .client
             .put_item()
@@ -382,18 +382,55 @@ impl EntityStore for DynamoDbEventStore {
             .item("pk", s(entity_key(kind, id)))
             .item("version", n(version))
             .item("state", s(state.to_string()))
-            .condition_expression("attribute_not_exists(pk) OR version < :v")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (version < :v AND attribute_not_exists(deleted))",
+            )
             .expression_attribute_values(":v", n(version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match r {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(EntityWrite::Written),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                PutItemError::ConditionalCheckFailedException(c) => {
+                    Ok(if c.item().is_some_and(|old| old.contains_key("deleted")) {
+                        EntityWrite::Deleted
+                    } else {
+                        EntityWrite::Stale
+                    })
+                }
+                _ => Err(unavailable("put_entity", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(unavailable("put_entity", e)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<EntityWrite, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(entity_key(kind, id)))
+            .item("version", n(version))
+            .item("state", s(state.to_string()))
+            .item("deleted", AttributeValue::Bool(true))
+            .condition_expression("attribute_not_exists(deleted)")
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(EntityWrite::Written),
             Err(SdkError::ServiceError(se))
                 if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
             {
-                Ok(false)
+                Ok(EntityWrite::Deleted)
             }
-            Err(e) => Err(unavailable("put_entity", e)),
+            Err(e) => Err(unavailable("delete_entity", e)),
         }
     }
 
@@ -421,6 +458,10 @@ impl EntityStore for DynamoDbEventStore {
                 key,
                 what: "state is not JSON",
             })?;
-        Ok(Some(Entity { version, state }))
+        Ok(Some(Entity {
+            version,
+            state,
+            deleted: matches!(item.get("deleted"), Some(AttributeValue::Bool(true))),
+        }))
     }
 }

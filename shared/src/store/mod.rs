@@ -283,16 +283,31 @@ pub struct Entity {
     pub version: i64,
     /// The state document.
     pub state: serde_json::Value,
+    /// True once a deletion was written ([`EntityStore::delete`]); nothing overwrites it.
+    pub deleted: bool,
 }
 
-/// Per-entity state for handlers (an order, a repository), written newest-wins.
-///
-/// Providers do not deliver in order: a handler writes an entity with the event's own time as
-/// `version`, and an older event never overwrites newer state.
+/// What an [`EntityStore`] write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityWrite {
+    /// Written: the entity was absent or older.
+    Written,
+    /// Not written: the stored version is the same or newer (a late, older event).
+    Stale,
+    /// Not written: the entity is deleted, and a deletion is never undone.
+    Deleted,
+}
+
+/// Per-entity state for handlers (an order, a subscription), the ordering guard of
+/// `DESIGN.md` ("Ordering"): providers do not deliver in order, so a handler writes an entity
+/// with the event's own time as `version` (Stripe's `created`, `X-Shopify-Triggered-At`, …)
+/// and the store writes only when that is newer than what it holds, in one conditional write
+/// (no read-modify-write race between workers). A deletion is a tombstone: once written, no
+/// later or earlier event brings the entity back.
 #[async_trait::async_trait]
 pub trait EntityStore: Send + Sync + fmt::Debug {
-    /// Writes `state` for `(kind, id)` if no version is stored or the stored one is older than
-    /// `version`. Returns whether it wrote.
+    /// Writes `state` for `(kind, id)` at `version` (epoch **milliseconds** of the event) if
+    /// nothing is stored, or the stored version is older and not deleted.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -302,7 +317,21 @@ pub trait EntityStore: Send + Sync + fmt::Debug {
         id: &str,
         version: i64,
         state: &serde_json::Value,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<EntityWrite, StoreError>;
+
+    /// Marks `(kind, id)` deleted at `version` with its final `state`, whatever version is
+    /// stored (a deletion wins over every update, earlier or later); [`EntityWrite::Deleted`]
+    /// if it already was.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn delete(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<EntityWrite, StoreError>;
 
     /// Reads `(kind, id)`.
     ///

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ClaimOutcome, ClaimRequest, Entity, EntityStore, EventRecord, EventStore, Status, StoreError,
-    decide, truncate_error,
+    ClaimOutcome, ClaimRequest, Entity, EntityStore, EntityWrite, EventRecord, EventStore, Status,
+    StoreError, decide, truncate_error,
 };
 
 const SCHEMA: &str = "
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS entities (
     id      TEXT NOT NULL,
     version INTEGER NOT NULL,
     state   TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id)
 );
 ";
@@ -84,6 +85,17 @@ impl SqliteEventStore {
             .map_err(|e| unavailable("open", e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| unavailable("open", e))?;
+        // Files written before entities had tombstones gain the column.
+        let has_deleted = conn
+            .prepare("SELECT 1 FROM pragma_table_info('entities') WHERE name = 'deleted'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(|e| unavailable("open", e))?;
+        if !has_deleted {
+            conn.execute_batch(
+                "ALTER TABLE entities ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+            )
+            .map_err(|e| unavailable("open", e))?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -295,32 +307,73 @@ impl EntityStore for SqliteEventStore {
         id: &str,
         version: i64,
         state: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .lock()
+    ) -> Result<EntityWrite, StoreError> {
+        let conn = self.lock();
+        let n = conn
             .execute(
                 "INSERT INTO entities (kind, id, version, state) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state
-                 WHERE excluded.version > entities.version",
+                 WHERE excluded.version > entities.version AND entities.deleted = 0",
                 params![kind, id, version, state.to_string()],
             )
             .map_err(|e| unavailable("put_entity", e))?;
-        Ok(n == 1)
+        if n == 1 {
+            return Ok(EntityWrite::Written);
+        }
+        let deleted: bool = conn
+            .query_row(
+                "SELECT deleted FROM entities WHERE kind = ?1 AND id = ?2",
+                [kind, id],
+                |r| r.get(0),
+            )
+            .map_err(|e| unavailable("put_entity", e))?;
+        Ok(if deleted {
+            EntityWrite::Deleted
+        } else {
+            EntityWrite::Stale
+        })
+    }
+
+    async fn delete(
+        &self,
+        kind: &str,
+        id: &str,
+        version: i64,
+        state: &serde_json::Value,
+    ) -> Result<EntityWrite, StoreError> {
+        let n = self
+            .lock()
+            .execute(
+                "INSERT INTO entities (kind, id, version, state, deleted) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state, deleted = 1
+                 WHERE entities.deleted = 0",
+                params![kind, id, version, state.to_string()],
+            )
+            .map_err(|e| unavailable("delete_entity", e))?;
+        Ok(if n == 1 {
+            EntityWrite::Written
+        } else {
+            EntityWrite::Deleted
+        })
     }
 
     async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError> {
-        let row: Option<(i64, String)> = self
+        let row: Option<(i64, String, bool)> = self
             .lock()
             .query_row(
-                "SELECT version, state FROM entities WHERE kind = ?1 AND id = ?2",
+                "SELECT version, state, deleted FROM entities WHERE kind = ?1 AND id = ?2",
                 [kind, id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| unavailable("get_entity", e))?;
-        row.map(|(version, state)| {
+        row.map(|(version, state, deleted)| {
             serde_json::from_str(&state)
-                .map(|state| Entity { version, state })
+                .map(|state| Entity {
+                    version,
+                    state,
+                    deleted,
+                })
                 .map_err(|_| StoreError::Corrupt {
                     key: format!("{kind}#{id}"),
                     what: "state is not JSON",

@@ -100,7 +100,7 @@ impl Handler for Push {
             .await
         {
             Ok(written) => {
-                tracing::info!(branch = %id, commits = commits.len(), written, "push recorded");
+                tracing::info!(branch = %id, commits = commits.len(), write = ?written, "push recorded");
                 HandlerOutcome::Ok
             }
             Err(e) => HandlerOutcome::Retry(e.to_string()),

@@ -1,8 +1,9 @@
 //! The handlers Doorbell ships, one module per provider, and [`default_registry`], which
 //! registers them for every configured source of that provider.
 //!
-//! They keep their state through [`doorbell::store::EntityStore`], newest-wins on the event's
-//! own time, so a late older delivery never overwrites newer state.
+//! They keep their state through [`doorbell::store::EntityStore`] (the ordering guard),
+//! newest-wins on the event's own time, so a late older delivery never overwrites newer state
+//! and a deletion stays deleted.
 
 pub mod github;
 pub mod stripe;
@@ -14,7 +15,8 @@ use doorbell::handler::HandlerRegistry;
 use doorbell::store::EntityStore;
 
 /// Registers the shipped handlers for each `(source, provider)`:
-/// Stripe `payment_intent.succeeded` → [`stripe::PaymentIntentSucceeded`];
+/// Stripe `payment_intent.succeeded` → [`stripe::PaymentIntentSucceeded`], Stripe
+/// `customer.subscription.*` → [`stripe::SubscriptionChanged`];
 /// GitHub `push` → [`github::Push`].
 pub fn default_registry<'a>(
     sources: impl IntoIterator<Item = (&'a str, Provider)>,
@@ -29,6 +31,10 @@ pub fn default_registry<'a>(
                     "payment_intent.succeeded",
                     Arc::new(stripe::PaymentIntentSucceeded::new(entities.clone())),
                 );
+                let subscriptions = Arc::new(stripe::SubscriptionChanged::new(entities.clone()));
+                for t in stripe::SubscriptionChanged::EVENT_TYPES {
+                    registry.register(name, t, subscriptions.clone());
+                }
             }
             Provider::Github => {
                 registry.register(name, "push", Arc::new(github::Push::new(entities.clone())));
