@@ -19,7 +19,13 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline on bundled sample deliveries and report what happened to each.
     /// Exits non-zero if any delivery did not end as expected.
-    Demo,
+    Demo {
+        /// Instead, inject each fault (SQS, DynamoDB or S3 failing, a worker killed after its
+        /// claim, 50 concurrent deliveries, poison, rejected and out-of-order events) and count
+        /// the events lost and side effects duplicated.
+        #[arg(long)]
+        faults: bool,
+    },
     /// Serve the pipeline on 127.0.0.1 until stopped, logging each event's path.
     Dev(doorbell_cli::dev::DevArgs),
     /// Re-sign an ingest event (events/ingest-*.json) for its source at the current time and
@@ -104,10 +110,11 @@ fn read_json(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // The demo and the one-shot commands print results; their logs are opt-in (RUST_LOG).
-    let default_level = if matches!(cli.command, Command::Dev(_)) {
-        "info"
-    } else {
-        "error"
+    // `demo --faults` injects failures on purpose: their error logs would only be noise.
+    let default_level = match cli.command {
+        Command::Dev(_) => "info",
+        Command::Demo { faults: true } => "off",
+        _ => "error",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -118,8 +125,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         )
         .init();
     match cli.command {
-        Command::Demo => {
-            let ok = doorbell_cli::demo::run(&mut std::io::stdout()).await?;
+        Command::Demo { faults } => {
+            let ok = if faults {
+                doorbell_cli::faults::run(&mut std::io::stdout()).await?
+            } else {
+                doorbell_cli::demo::run(&mut std::io::stdout()).await?
+            };
             return Ok(if ok {
                 std::process::ExitCode::SUCCESS
             } else {

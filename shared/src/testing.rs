@@ -98,3 +98,23 @@ pub async fn create_queue_with_dlq(
         .unwrap();
     (url, dlq_url)
 }
+
+/// Creates a bucket with a unique name and returns a [`crate::payload::S3PayloadStore`] on it.
+///
+/// # Panics
+/// When the emulator refuses (a test setup failure).
+pub async fn create_payload_store(config: &SdkConfig) -> crate::payload::S3PayloadStore {
+    let bucket = unique("doorbell-payloads").to_lowercase();
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    crate::payload::S3PayloadStore::new(client, bucket)
+}

@@ -54,6 +54,9 @@ use doorbell::queue::{EventQueue, OutgoingMessage};
 use doorbell::store::{ClaimOutcome, ClaimRequest, EventStore, MAX_STORED_PAYLOAD_BYTES};
 use futures::{FutureExt, StreamExt};
 
+/// Longest pause between attempts to record a completion, **milliseconds**.
+const COMPLETE_RETRY_MAX_BACKOFF_MS: i64 = 200;
+
 /// Indices of `records` grouped by idempotency key, groups in order of first appearance.
 /// A record whose key cannot be read is a group of its own.
 fn group_by_key(records: &[SqsMessage]) -> Vec<Vec<usize>> {
@@ -344,6 +347,36 @@ impl Worker {
             )
     }
 
+    /// Records a success, trying again after 50, 100 and 200 ms (real time) while the store
+    /// fails and the deadline allows: a handler that succeeded should not run again because of
+    /// a throttled write.
+    async fn complete_with_retries(
+        &self,
+        key: &str,
+        attempt: u32,
+        outcome: &str,
+        done_ms: i64,
+        deadline_ms: Option<i64>,
+    ) -> Result<(), doorbell::store::StoreError> {
+        let mut backoff_ms = 50;
+        loop {
+            match self.store.complete(key, attempt, outcome, done_ms).await {
+                Ok(()) => return Ok(()),
+                Err(e @ doorbell::store::StoreError::Unavailable { .. }) => {
+                    let time_left =
+                        deadline_ms.is_none_or(|d| d - self.clock.now_ms() > backoff_ms + 1_000);
+                    if backoff_ms > COMPLETE_RETRY_MAX_BACKOFF_MS || !time_left {
+                        return Err(e);
+                    }
+                    tracing::warn!(idempotency_key = %key, error = %e, "completion not recorded; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff_ms as u64)).await;
+                    backoff_ms *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn process(&self, record: &SqsMessage, deadline_ms: Option<i64>) -> RecordReport {
         let message_id = record.message_id.clone().unwrap_or_default();
         let mut report = RecordReport {
@@ -486,13 +519,21 @@ impl Worker {
         let done_ms = self.clock.now_ms();
         match result {
             HandlerOutcome::Ok => match self
-                .store
-                .complete(&claim.key, attempt, outcome_name, done_ms)
+                .complete_with_retries(&claim.key, attempt, outcome_name, done_ms, deadline_ms)
                 .await
             {
                 Ok(()) if outcome_name == "ignored" => RecordOutcome::Ignored,
                 Ok(()) => RecordOutcome::Processed,
-                Err(e) => RecordOutcome::StoreFailed(e.to_string()),
+                Err(e) => {
+                    // The handler succeeded but the store did not record it: the record stays
+                    // IN_PROGRESS until its lease ends, then a redelivery runs it again
+                    // (at-least-once); the handler's own writes go through the ordering guard.
+                    tracing::error!(
+                        idempotency_key = %claim.key, error = %e, metric = "CompletionNotRecorded",
+                        "handler succeeded but its completion could not be recorded"
+                    );
+                    RecordOutcome::StoreFailed(e.to_string())
+                }
             },
             HandlerOutcome::Retry(reason) => {
                 if let Err(e) = self.store.fail(&claim.key, attempt, &reason, done_ms).await {
