@@ -323,3 +323,49 @@ async fn c17_unreachable_or_missing_queue_answers_503_and_records_nothing() {
         Status::Processed
     );
 }
+
+#[tokio::test]
+async fn fifo_queue_gets_the_source_as_message_group_and_a_retry_is_deduplicated_by_sqs() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let aws = aws(5).await;
+    let url = aws
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", testing::unique("events")))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::VisibilityTimeout, "1")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let fifo = Arc::new(SqsQueue::new(aws.sqs.clone(), &url).with_wait_time_seconds(0));
+    assert!(fifo.is_fifo());
+    let ok = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        fail: false,
+    });
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("stripe", "payment_intent.succeeded", ok.clone());
+    let p = pipeline(&aws, fifo.clone(), handlers);
+    let (h, b) = stripe_delivery("evt_fifo_1");
+    for _ in 0..2 {
+        assert_eq!(
+            p.post("/webhooks/stripe", &h, b.clone()).await.status,
+            StatusCode::OK
+        );
+    }
+    let (h2, b2) = stripe_delivery("evt_fifo_2");
+    assert_eq!(
+        p.post("/webhooks/stripe", &h2, b2).await.status,
+        StatusCode::OK
+    );
+    let got = fifo.receive(10).await.unwrap();
+    assert_eq!(
+        got.len(),
+        2,
+        "the retry within SQS's 5-minute window is dropped by its deduplication id"
+    );
+    assert!(got.iter().all(|m| m.group_id.as_deref() == Some("stripe")));
+    assert!(got[0].body.contains("evt_fifo_1") && got[1].body.contains("evt_fifo_2"));
+}

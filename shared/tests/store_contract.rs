@@ -252,7 +252,25 @@ async fn dynamodb_store_follows_the_contract_on_moto() {
     DynamoDbEventStore::create_table(&client, &table)
         .await
         .unwrap();
-    contract(&DynamoDbEventStore::new(client, table), "stripe").await;
+    contract(&DynamoDbEventStore::new(client.clone(), &table), "stripe").await;
+    // C29: DynamoDB's TTL reads a Number attribute in epoch seconds.
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("stripe#evt_a".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let ttl = match item.get("expires_at") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => n.parse::<i64>().unwrap(),
+        other => panic!("expires_at must be a Number, got {other:?}"),
+    };
+    assert!((NOW / 1000..100_000_000_000).contains(&ttl), "{ttl}");
 }
 
 #[tokio::test]

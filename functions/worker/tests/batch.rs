@@ -618,3 +618,232 @@ async fn c21_fifo_group_stops_at_its_first_failure_and_other_groups_go_on() {
         Status::Processed
     );
 }
+
+fn memory_queue(name: &str, max_message_bytes: usize) -> Arc<doorbell::queue::MemoryQueue> {
+    Arc::new(doorbell::queue::MemoryQueue::new(
+        name,
+        doorbell::queue::MemoryQueueConfig {
+            max_message_bytes,
+            ..Default::default()
+        },
+        Arc::new(ManualClock::new(NOW_MS)),
+    ))
+}
+
+#[tokio::test]
+async fn reject_sends_the_message_straight_to_the_dead_letter_queue_and_acknowledges_it() {
+    use doorbell::queue::EventQueue;
+    let rejecting = Scripted::new(|_| HandlerOutcome::Reject("unknown customer".into()));
+    let ok = Scripted::new(|_| HandlerOutcome::Ok);
+    let mut s = setup(|r| {
+        r.register("stripe", "reject", rejecting.clone());
+        r.register("stripe", "ok", ok.clone());
+    });
+    let dlq = memory_queue("webhooks-dlq", 262_144);
+    s.worker = s.worker.with_dead_letter_queue(dlq.clone());
+    let body = envelope("evt_rej", "reject", "{}").to_json();
+    let (response, reports) = s
+        .worker
+        .handle_detailed(
+            sqs_event(&[
+                ("m-1", body.clone()),
+                ("m-2", envelope("evt_ok", "ok", "{}").to_json()),
+            ]),
+            None,
+        )
+        .await;
+    assert!(
+        failures(&response).is_empty(),
+        "a rejected record is acknowledged: no receives burnt"
+    );
+    assert_eq!(
+        reports[0].outcome,
+        RecordOutcome::Rejected("unknown customer".into())
+    );
+    assert_eq!(reports[1].outcome, RecordOutcome::Processed);
+    let dead = dlq.receive(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].body, body,
+        "the message is dead-lettered as it came"
+    );
+    let attr = |k: &str| {
+        dead[0]
+            .attributes
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(attr("rejected_reason"), Some("unknown customer"));
+    assert_eq!(attr("source"), Some("stripe"));
+    let rec = s.store.get("stripe#evt_rej").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.last_error.as_deref()),
+        (Status::Failed, Some("unknown customer"))
+    );
+    assert_eq!(rejecting.calls(), 1);
+
+    // Redriven from the dead-letter queue later (the bug fixed), the FAILED event runs again.
+    let (response, _) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1b", body)]), None)
+        .await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(rejecting.calls(), 2);
+}
+
+#[tokio::test]
+async fn reject_without_a_dead_letter_queue_or_when_its_send_fails_is_reported_like_retry() {
+    let rejecting = Scripted::new(|_| HandlerOutcome::Reject("bad".into()));
+    let s = setup(|r| {
+        r.register("stripe", "reject", rejecting.clone());
+    });
+    let r = s
+        .worker
+        .handle(
+            sqs_event(&[("m-1", envelope("evt_r1", "reject", "{}").to_json())]),
+            None,
+        )
+        .await;
+    assert_eq!(failures(&r), ["m-1"]);
+
+    // A dead-letter queue that refuses the message (too small here): reported, not lost.
+    let worker = s
+        .worker
+        .clone()
+        .with_dead_letter_queue(memory_queue("tiny-dlq", 16));
+    let (r, reports) = worker
+        .handle_detailed(
+            sqs_event(&[("m-2", envelope("evt_r2", "reject", "{}").to_json())]),
+            None,
+        )
+        .await;
+    assert_eq!(failures(&r), ["m-2"]);
+    assert!(
+        matches!(&reports[0].outcome, RecordOutcome::HandlerFailed(reason) if reason.contains("dead-letter send failed")),
+        "{:?}",
+        reports[0].outcome
+    );
+}
+
+#[tokio::test]
+async fn fifo_reject_keeps_the_message_group_and_lets_the_group_go_on() {
+    use doorbell::queue::EventQueue;
+    let rejecting = Scripted::new(|_| HandlerOutcome::Reject("bad".into()));
+    let ok = Scripted::new(|_| HandlerOutcome::Ok);
+    let mut s = setup(|r| {
+        r.register("stripe", "reject", rejecting.clone());
+        r.register("stripe", "ok", ok.clone());
+    });
+    let dlq = memory_queue("webhooks-dlq.fifo", 262_144);
+    s.worker = s.worker.with_dead_letter_queue(dlq.clone());
+    let (response, _) = s
+        .worker
+        .handle_detailed(
+            fifo_event(&[
+                ("m-1", "A", envelope("evt_f1", "reject", "{}").to_json()),
+                ("m-2", "A", envelope("evt_f2", "ok", "{}").to_json()),
+            ]),
+            None,
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(
+        ok.calls(),
+        1,
+        "a dead-lettered record does not block its group"
+    );
+    let dead = dlq.receive(10).await.unwrap();
+    assert_eq!(dead[0].group_id.as_deref(), Some("A"));
+}
+
+#[derive(Debug)]
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl doorbell::payload::PayloadStore for Unreachable {
+    async fn put(&self, _k: &str, _b: Vec<u8>) -> Result<(), doorbell::payload::PayloadError> {
+        Err(doorbell::payload::PayloadError::Unavailable {
+            operation: "put",
+            message: "unreachable".into(),
+        })
+    }
+    async fn get(&self, _k: &str) -> Result<Vec<u8>, doorbell::payload::PayloadError> {
+        Err(doorbell::payload::PayloadError::Unavailable {
+            operation: "get",
+            message: "unreachable".into(),
+        })
+    }
+    fn bucket(&self) -> &str {
+        "unreachable"
+    }
+}
+
+#[tokio::test]
+async fn c07_claim_checked_envelope_is_read_back_checked_and_processed() {
+    use doorbell::payload::{MemoryPayloadStore, PayloadStore};
+    use doorbell::queue::{ClaimCheckQueue, EventQueue, OutgoingMessage};
+    let ok = Scripted::new(|_| HandlerOutcome::Ok);
+    let mut s = setup(|r| {
+        r.register("stripe", "big", ok.clone());
+    });
+    let payloads = Arc::new(MemoryPayloadStore::new("payloads"));
+    let inner = memory_queue("webhooks", 262_144);
+    let queue = ClaimCheckQueue::new(inner.clone(), payloads.clone());
+    let big_body = format!("{{\"pad\":\"{}\"}}", "x".repeat(300_000));
+    let env = envelope("evt_big", "big", &big_body);
+    queue
+        .send(OutgoingMessage {
+            body: env.to_json(),
+            attributes: vec![("source", "stripe".into())],
+            group_id: None,
+            deduplication_id: None,
+        })
+        .await
+        .unwrap();
+    let pointer = inner.receive(1).await.unwrap().remove(0).body;
+    assert!(pointer.len() < 1_000, "the queue carries a pointer");
+
+    // Without the store the pointer cannot be read: reported (and dead-lettered in time).
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-0", pointer.clone())]), None)
+        .await;
+    assert_eq!(failures(&r), ["m-0"]);
+    assert_eq!(reports[0].outcome.name(), "bad_envelope");
+
+    // The store unreachable: reported for retry, not a bad envelope.
+    let unreachable = s.worker.clone().with_payload_store(Arc::new(Unreachable));
+    let (_, reports) = unreachable
+        .handle_detailed(sqs_event(&[("m-0", pointer.clone())]), None)
+        .await;
+    assert_eq!(reports[0].outcome.name(), "store_failed");
+    assert_eq!(ok.calls(), 0);
+
+    s.worker = s.worker.with_payload_store(payloads.clone());
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1", pointer.clone())]), None)
+        .await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(reports[0].outcome, RecordOutcome::Processed);
+    assert_eq!(ok.calls(), 1);
+    let rec = s.store.get("stripe#evt_big").await.unwrap().unwrap();
+    assert_eq!(rec.body_sha256, sha256_hex(big_body.as_bytes()));
+
+    // The stored object altered: its digest no longer matches the pointer.
+    let p = doorbell::queue::ClaimCheckPointer::parse(&pointer).unwrap();
+    payloads
+        .put(
+            &p.claim_check.key,
+            env.to_json().replace("xxxx", "yyyy").into_bytes(),
+        )
+        .await
+        .unwrap();
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-2", pointer)]), None)
+        .await;
+    assert_eq!(failures(&r), ["m-2"]);
+    assert_eq!(reports[0].outcome.name(), "bad_envelope");
+}

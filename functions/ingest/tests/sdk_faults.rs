@@ -1,0 +1,91 @@
+//! SQS errors moto cannot produce (throttling, a 500), injected into the real `aws-sdk-sqs`
+//! client with `aws-smithy-mocks`, through [`doorbell::queue::SqsQueue`] and the ingest app:
+//! each must be a 503 with `Retry-After` (the provider retries), never a 2xx, and the
+//! provider's retry after the fault is enqueued.
+
+use std::sync::Arc;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
+use aws_sdk_sqs::types::error::RequestThrottled;
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use axum::body::Body;
+use axum::http::Request;
+use doorbell::catalog::StaticCatalog;
+use doorbell::clock::ManualClock;
+use doorbell::queue::SqsQueue;
+use doorbell::verify::stripe;
+use doorbell::{Secret, Sources};
+use doorbell_ingest::{IngestState, app};
+use tower::ServiceExt;
+
+const NOW_S: i64 = 1_700_000_000;
+const SECRET: &str = "whsec_test_secret";
+
+fn state(client: Client) -> IngestState {
+    let sources = Sources::from_json(
+        &serde_json::json!({"sources": [{"name": "stripe", "provider": "stripe", "secrets": [SECRET]}]})
+            .to_string(),
+    )
+    .unwrap();
+    IngestState {
+        sources: Arc::new(StaticCatalog::new(sources)),
+        queue: Arc::new(SqsQueue::new(
+            client,
+            "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+        )),
+        clock: Arc::new(ManualClock::new(NOW_S * 1000)),
+    }
+}
+
+async fn deliver(state: &IngestState) -> (u16, Option<String>) {
+    let body = r#"{"id":"evt_sdk_fault_1","object":"event","type":"payment_intent.succeeded","created":1700000000,"data":{"object":{}}}"#;
+    let req = Request::post("/webhooks/stripe")
+        .header("content-type", "application/json")
+        .header(
+            stripe::SIGNATURE_HEADER,
+            stripe::sign(&Secret::new(SECRET), NOW_S, body.as_bytes()),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), retry_after)
+}
+
+#[tokio::test]
+async fn throttled_send_is_503_with_retry_after_and_the_retry_is_enqueued() {
+    let send = mock!(Client::send_message)
+        .sequence()
+        .error(|| {
+            SendMessageError::RequestThrottled(
+                RequestThrottled::builder().message("Rate exceeded").build(),
+            )
+        })
+        .output(|| SendMessageOutput::builder().message_id("m-1").build())
+        .build();
+    let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&send]);
+    let st = state(client);
+    assert_eq!(deliver(&st).await, (503, Some("5".into())));
+    assert_eq!(deliver(&st).await.0, 200);
+    assert_eq!(send.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn an_sqs_500_is_503_never_2xx() {
+    let send = mock!(Client::send_message)
+        .sequence()
+        .http_status(
+            500,
+            Some(r#"{"__type":"InternalError","message":"oops"}"#.into()),
+        )
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]);
+    let st = state(client);
+    assert_eq!(deliver(&st).await.0, 503);
+    assert!(send.num_calls() >= 1);
+}
