@@ -3,8 +3,10 @@
 //! Ingest listens on `--listen` (default `127.0.0.1:3000`), `POST /webhooks/{source}`. A poller
 //! drains the queue into the worker continuously, logging each record's outcome. Locally the
 //! queue is in-process (visibility timeout, receive count, redrive to a dead-letter queue) and
-//! the event store is SQLite; with `--queue-url` and `--table` the SQS and DynamoDB adapters
-//! are used instead, with the SDK's usual configuration (`AWS_ENDPOINT_URL` for an emulator).
+//! the event store is SQLite, and envelopes over the queue's limit are claim-checked into memory;
+//! with `--queue-url` and `--table` the SQS and DynamoDB adapters are used instead, with the
+//! SDK's usual configuration (`AWS_ENDPOINT_URL` for an emulator), plus `--dead-letter-queue-url`
+//! (where `Reject`ed events go) and `--payload-bucket` (the claim-check bucket) when given.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +16,8 @@ use std::time::Duration;
 use anyhow::Context;
 use doorbell::Sources;
 use doorbell::clock::{Clock, SystemClock};
-use doorbell::queue::{EventQueue, MemoryQueue, MemoryQueueConfig, SqsQueue};
+use doorbell::payload::{MemoryPayloadStore, PayloadStore, S3PayloadStore};
+use doorbell::queue::{ClaimCheckQueue, EventQueue, MemoryQueue, MemoryQueueConfig, SqsQueue};
 use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore, SqliteEventStore};
 use doorbell_worker::WorkerConfig;
 use doorbell_worker::poller::EventSource;
@@ -46,6 +49,12 @@ pub struct DevArgs {
     /// Use this DynamoDB table instead of SQLite.
     #[arg(long, env = "DOORBELL_TABLE", requires = "queue_url")]
     pub table: Option<String>,
+    /// With `--queue-url`: the dead-letter queue rejected events are sent to.
+    #[arg(long, env = "DOORBELL_DEAD_LETTER_QUEUE_URL", requires = "queue_url")]
+    pub dead_letter_queue_url: Option<String>,
+    /// With `--queue-url`: the S3 bucket for envelopes over the queue's limit.
+    #[arg(long, env = "DOORBELL_PAYLOAD_BUCKET", requires = "queue_url")]
+    pub payload_bucket: Option<String>,
 }
 
 /// The queue and stores `dev` runs on.
@@ -56,6 +65,10 @@ struct Backends {
     arn: String,
     /// The local dead-letter queue (none with SQS: its redrive policy is the queue's own).
     dlq: Option<Arc<MemoryQueue>>,
+    /// Where the worker sends rejected events.
+    reject_to: Option<Arc<dyn EventQueue>>,
+    /// The claim-check store.
+    payloads: Option<Arc<dyn PayloadStore>>,
 }
 
 async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Backends> {
@@ -65,13 +78,24 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
             aws_sdk_dynamodb::Client::new(&aws),
             table,
         ));
-        let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let queue = Arc::new(SqsQueue::new(sqs.clone(), url));
+        let reject_to = args
+            .dead_letter_queue_url
+            .as_ref()
+            .map(|u| Arc::new(SqsQueue::new(sqs.clone(), u)) as Arc<dyn EventQueue>);
+        let payloads = args
+            .payload_bucket
+            .as_ref()
+            .map(|b| Arc::new(S3PayloadStore::from_conf(&aws, b)) as Arc<dyn PayloadStore>);
         return Ok(Backends {
             queue,
             store: store.clone(),
             entities: store,
             arn: url.clone(),
             dlq: None,
+            reject_to,
+            payloads,
         });
     }
     let cfg = MemoryQueueConfig {
@@ -95,7 +119,9 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
         store: store.clone(),
         entities: store,
         arn,
-        dlq: Some(dlq),
+        dlq: Some(dlq.clone()),
+        reject_to: Some(dlq),
+        payloads: Some(Arc::new(MemoryPayloadStore::new("doorbell-dev-payloads"))),
     })
 }
 
@@ -113,7 +139,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let sources = Sources::from_json(&sources_json)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let b = backends(&args, &clock).await?;
-    let (queue, store, entities, arn, dlq) = (b.queue, b.store, b.entities, b.arn, b.dlq);
+    let (store, entities, arn, dlq) = (b.store, b.entities, b.arn, b.dlq);
+    let queue: Arc<dyn EventQueue> = match &b.payloads {
+        Some(p) => Arc::new(ClaimCheckQueue::new(b.queue, p.clone())),
+        None => b.queue,
+    };
     let names: Vec<String> = sources
         .iter()
         .map(|s| format!("{} ({})", s.name, s.provider))
@@ -131,6 +161,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         WorkerConfig::default(),
     );
+    let mut pipeline = pipeline;
+    if let Some(q) = b.reject_to {
+        pipeline.worker = pipeline.worker.with_dead_letter_queue(q);
+    }
+    if let Some(p) = b.payloads {
+        pipeline.worker = pipeline.worker.with_payload_store(p);
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

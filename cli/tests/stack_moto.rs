@@ -28,6 +28,7 @@ struct Outputs {
     events_table_name: String,
     secrets_arn: String,
     sources_json: String,
+    payload_bucket_name: String,
 }
 
 struct Counting(AtomicUsize, bool);
@@ -177,6 +178,159 @@ async fn deliveries_through_the_stacks_queue_table_and_secret() {
     assert_eq!(
         store
             .get(&format!("stripe#{poison_id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
+}
+
+struct Rejects(AtomicUsize);
+
+#[async_trait::async_trait]
+impl Handler for Rejects {
+    async fn handle(&self, _e: &Event<'_>) -> HandlerOutcome {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        HandlerOutcome::Reject("can never succeed".into())
+    }
+}
+
+/// C07 on the stack's bucket, and `Reject` on the stack's dead-letter queue: a 300 KB body is
+/// claim-checked into `PayloadBucket` and processed from it; a rejected event reaches
+/// `DeadLetterQueue` after one receive.
+#[tokio::test]
+async fn large_and_rejected_deliveries_use_the_stacks_bucket_and_dead_letter_queue() {
+    use doorbell::payload::S3PayloadStore;
+    use doorbell::queue::{ClaimCheckQueue, EventQueue};
+    let path = std::env::var("DOORBELL_STACK_OUTPUTS")
+        .expect("DOORBELL_STACK_OUTPUTS is not set: run ./scripts/test, which creates the stack in moto first");
+    let out: Outputs = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let config = testing::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let catalog = Arc::new(SecretsManagerCatalog::new(
+        aws_sdk_secretsmanager::Client::new(&config),
+        &out.secrets_arn,
+        &out.sources_json,
+        300,
+        Arc::new(SystemClock),
+    ));
+    let store = Arc::new(DynamoDbEventStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &out.events_table_name,
+    ));
+    let payloads = Arc::new(S3PayloadStore::from_conf(&config, &out.payload_bucket_name));
+    let raw = Arc::new(
+        SqsQueue::new(sqs.clone(), &out.events_queue_url)
+            .with_wait_time_seconds(0)
+            .with_visibility_timeout_seconds(1),
+    );
+    let queue: Arc<dyn EventQueue> = Arc::new(ClaimCheckQueue::new(raw, payloads.clone()));
+    let good = Arc::new(Counting(AtomicUsize::new(0), false));
+    let rejects = Arc::new(Rejects(AtomicUsize::new(0)));
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("stripe", "payment_intent.succeeded", good.clone());
+    handlers.register("stripe", "customer.deleted", rejects.clone());
+    let mut p = Pipeline::with_handlers(
+        catalog,
+        queue,
+        store.clone(),
+        handlers,
+        Arc::new(SystemClock),
+        EventSource {
+            arn: "arn:aws:sqs:us-east-1:123456789012:stack-events".into(),
+            region: "us-east-1".into(),
+            batch_size: 10,
+        },
+        WorkerConfig::default(),
+    );
+    p.worker = p
+        .worker
+        .with_payload_store(payloads)
+        .with_dead_letter_queue(Arc::new(SqsQueue::new(
+            sqs.clone(),
+            &out.dead_letter_queue_url,
+        )));
+
+    let now = SystemClock.now_s();
+    let big_id = testing::unique("evt_stack_big").replace('-', "_");
+    let mut doc: serde_json::Value = serde_json::from_str(
+        &samples::STRIPE_PAYMENT_INTENT_SUCCEEDED.replace("evt_3QdemoPaymentIntent0001", &big_id),
+    )
+    .unwrap();
+    doc["data"]["object"]["description"] = serde_json::json!("x".repeat(300_000));
+    let big = doc.to_string().into_bytes();
+    let headers = samples::stripe_headers(DEV_STRIPE_SECRET, now, &big);
+    assert_eq!(
+        p.post("/webhooks/stripe", &headers, big).await.status,
+        StatusCode::OK
+    );
+    let rej_id = testing::unique("evt_stack_reject").replace('-', "_");
+    let rej = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
+        .replace("evt_3QdemoPaymentIntent0001", &rej_id)
+        .replace(
+            "\"type\": \"payment_intent.succeeded\"",
+            "\"type\": \"customer.deleted\"",
+        )
+        .into_bytes();
+    let rej_headers = samples::stripe_headers(DEV_STRIPE_SECRET, now, &rej);
+    assert_eq!(
+        p.post("/webhooks/stripe", &rej_headers, rej).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..10 {
+        if p.poll_once().await.unwrap().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        good.0.load(Ordering::SeqCst),
+        1,
+        "the 300 KB event ran once"
+    );
+    assert_eq!(
+        store
+            .get(&format!("stripe#{big_id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Processed
+    );
+    assert_eq!(
+        rejects.0.load(Ordering::SeqCst),
+        1,
+        "rejected once, not retried"
+    );
+    let mut dead = Vec::new();
+    for _ in 0..5 {
+        let r = sqs
+            .receive_message()
+            .queue_url(&out.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .unwrap();
+        dead.extend(
+            r.messages
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.body)
+                .filter(|b| b.contains(&rej_id)),
+        );
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        dead.len(),
+        1,
+        "the rejected event is in the stack's dead-letter queue"
+    );
+    assert_eq!(
+        store
+            .get(&format!("stripe#{rej_id}"))
             .await
             .unwrap()
             .unwrap()

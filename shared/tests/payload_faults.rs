@@ -48,7 +48,11 @@ async fn a_failed_upload_sends_nothing_and_a_retried_one_sends_the_pointer() {
     assert!(inner.is_empty(), "no pointer without a stored payload");
     queue.send(big_message()).await.unwrap();
     assert_eq!(inner.len(), 1);
-    assert_eq!(put.num_calls(), 4, "the SDK's three attempts, then the retry");
+    assert_eq!(
+        put.num_calls(),
+        4,
+        "the SDK's three attempts, then the retry"
+    );
 }
 
 #[tokio::test]
