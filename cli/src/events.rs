@@ -176,6 +176,30 @@ fn envelope(
     .to_json()
 }
 
+/// A Stripe `customer.subscription.{kind}` envelope for `sub_1Doorbell0001`, `offset_s` seconds
+/// after the sample time.
+fn subscription_envelope(event_id: &str, kind: &str, offset_s: i64, status: &str) -> String {
+    let body = json!({
+        "id": event_id, "object": "event", "api_version": "2024-06-20",
+        "created": SAMPLE_TIME_S + offset_s, "livemode": false,
+        "type": format!("customer.subscription.{kind}"),
+        "data": {"object": {
+            "id": "sub_1Doorbell0001", "object": "subscription", "status": status,
+            "customer": "cus_Doorbell0001", "cancel_at_period_end": false,
+            "items": {"object": "list", "data": [{"object": "subscription_item", "price": {"id": "price_1Doorbell0001"}}]}
+        }}
+    })
+    .to_string();
+    envelope(
+        "stripe",
+        Provider::Stripe,
+        event_id,
+        &format!("customer.subscription.{kind}"),
+        body.as_bytes(),
+        "application/json; charset=utf-8",
+    )
+}
+
 /// Every sample, in file order.
 pub fn samples() -> Vec<Sample> {
     let t = SAMPLE_TIME_S;
@@ -356,6 +380,28 @@ pub fn samples() -> Vec<Sample> {
                 5,
             )]),
             expect: Expect::Failures(vec!["c0ffee00-0000-4000-8000-00000000dead"]),
+        },
+        Sample {
+            file: "worker-subscription-out-of-order.json",
+            about: "Stripe subscription events out of order (deleted, then created and updated): the subscription stays deleted",
+            event: sqs_event(&[
+                (
+                    "e5000000-0000-4000-8000-000000000003",
+                    subscription_envelope("evt_1SubDeleted0003", "deleted", 3, "canceled"),
+                    1,
+                ),
+                (
+                    "e5000000-0000-4000-8000-000000000001",
+                    subscription_envelope("evt_1SubCreated0001", "created", 1, "incomplete"),
+                    1,
+                ),
+                (
+                    "e5000000-0000-4000-8000-000000000002",
+                    subscription_envelope("evt_1SubUpdated0002", "updated", 2, "active"),
+                    1,
+                ),
+            ]),
+            expect: Expect::Failures(vec![]),
         },
         Sample {
             file: "worker-mixed.json",

@@ -177,3 +177,23 @@ async fn worker_duplicate_sample_runs_the_payment_handler_once() {
         .unwrap();
     assert_eq!(order.state["status"], "paid");
 }
+
+#[tokio::test]
+async fn worker_subscription_sample_keeps_the_deletion_whatever_arrives_after() {
+    let store = Arc::new(SqliteEventStore::in_memory().unwrap());
+    let event = read(&events_dir().join("worker-subscription-out-of-order.json"));
+    invoke_worker(event, &dev_sources(), store.clone(), SAMPLE_TIME_S * 1000)
+        .await
+        .unwrap();
+    let sub = doorbell::store::EntityStore::get_entity(
+        store.as_ref(),
+        "subscription",
+        "sub_1Doorbell0001",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(sub.deleted);
+    assert_eq!(sub.state["status"], "canceled");
+    assert_eq!(sub.state["event_id"], "evt_1SubDeleted0003");
+}
