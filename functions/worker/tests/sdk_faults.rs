@@ -136,3 +136,35 @@ async fn completion_throttled_once_is_recorded_by_the_workers_retry() {
     assert_eq!(reports[0].outcome, RecordOutcome::Processed);
     assert_eq!(update.num_calls(), 3);
 }
+
+#[tokio::test]
+async fn a_whole_batch_failing_is_reported_record_by_record_not_as_a_function_error() {
+    let update = mock!(Client::update_item)
+        .sequence()
+        .error(throttled)
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+    let handler = Arc::new(Counting(AtomicUsize::new(0)));
+    let mut batch = event();
+    let template = batch.records[0].clone();
+    batch.records = (1..=3)
+        .map(|n| {
+            let mut r = template.clone();
+            r.message_id = Some(format!("m-{n}"));
+            r.body = r
+                .body
+                .map(|b| b.replace("evt_ddb_fault", &format!("evt_ddb_fault_{n}")));
+            r
+        })
+        .collect();
+    let response = worker(client, handler.clone()).handle(batch, None).await;
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["m-1", "m-2", "m-3"]);
+    assert_eq!(handler.0.load(Ordering::SeqCst), 0);
+}
