@@ -188,8 +188,9 @@ fn subscription_envelope(event_id: &str, kind: &str, offset_s: i64, status: &str
             "customer": "cus_Doorbell0001", "cancel_at_period_end": false,
             "items": {"object": "list", "data": [{"object": "subscription_item", "price": {"id": "price_1Doorbell0001"}}]}
         }}
-    })
-    .to_string();
+    });
+    // Sorted keys: the same bytes whatever map order serde_json keeps.
+    let body = sorted(&body).to_string();
     envelope(
         "stripe",
         Provider::Stripe,
@@ -411,7 +412,7 @@ pub fn samples() -> Vec<Sample> {
                 ("d1000000-0000-4000-8000-000000000002", env_unknown, 1),
                 (
                     "d1000000-0000-4000-8000-000000000003",
-                    tampered.to_string(),
+                    sorted(&tampered).to_string(),
                     2,
                 ),
                 ("d1000000-0000-4000-8000-000000000004", "not json".into(), 3),
@@ -443,9 +444,27 @@ pub fn expected_json() -> Value {
 
 /// Pretty JSON with a trailing newline, as the files are written.
 pub fn to_file_text(v: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&sorted(v)).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// `v` with every object's keys in sorted order, whatever order `serde_json`'s map keeps
+/// (insertion order when a crate in the build enables its `preserve_order` feature).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Writes every sample and `expected.json` into `dir`.

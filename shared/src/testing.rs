@@ -118,3 +118,104 @@ pub async fn create_payload_store(config: &SdkConfig) -> crate::payload::S3Paylo
         .expect("create bucket");
     crate::payload::S3PayloadStore::new(client, bucket)
 }
+
+/// One canned HTTP answer of a [`FailingEndpoint`].
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    /// An AWS JSON-protocol answer (SQS, DynamoDB): `status` with `body`.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/x-amz-json-1.0",
+            body: body.to_string(),
+        }
+    }
+
+    /// An AWS JSON-protocol error, as the services send it: `{"__type": …, "message": …}`.
+    pub fn json_error(status: u16, error_type: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            serde_json::json!({"__type": error_type, "message": message}),
+        )
+    }
+
+    /// An S3 (REST-XML) answer.
+    pub fn xml(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "application/xml",
+            body: body.to_owned(),
+        }
+    }
+}
+
+/// A loopback endpoint that answers every request with the next canned [`Reply`], then with
+/// `then` forever: the failing endpoint for errors an emulator cannot produce (throttling,
+/// 500s), reached through the real SDK clients and their HTTP stack.
+#[derive(Debug, Clone)]
+pub struct FailingEndpoint {
+    url: String,
+    calls: std::sync::Arc<AtomicU64>,
+}
+
+impl FailingEndpoint {
+    /// Serves `replies` in order, then `then`, on a free loopback port until the runtime ends.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a test setup failure).
+    pub async fn start(replies: Vec<Reply>, then: Reply) -> Self {
+        use axum::response::IntoResponse;
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(
+            replies
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let calls = std::sync::Arc::new(AtomicU64::new(0));
+        let (q, c) = (queue.clone(), calls.clone());
+        let app = axum::Router::new().fallback(move || {
+            let (q, c, then) = (q.clone(), c.clone(), then.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = q
+                    .lock()
+                    .ok()
+                    .and_then(|mut q| q.pop_front())
+                    .unwrap_or(then);
+                (
+                    axum::http::StatusCode::from_u16(r.status)
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                    [(axum::http::header::CONTENT_TYPE, r.content_type)],
+                    r.body,
+                )
+                    .into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, calls }
+    }
+
+    /// The endpoint URL, for [`config_for`].
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests answered so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}

@@ -1,19 +1,16 @@
-//! SQS errors moto cannot produce (throttling, a 500), injected into the real `aws-sdk-sqs`
-//! client with `aws-smithy-mocks`, through [`doorbell::queue::SqsQueue`] and the ingest app:
+//! SQS errors moto cannot produce (throttling, a 500), answered by a failing loopback endpoint
+//! to the real `aws-sdk-sqs` client, through [`doorbell::queue::SqsQueue`] and the ingest app:
 //! each must be a 503 with `Retry-After` (the provider retries), never a 2xx, and the
 //! provider's retry after the fault is enqueued.
 
 use std::sync::Arc;
 
-use aws_sdk_sqs::Client;
-use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
-use aws_sdk_sqs::types::error::RequestThrottled;
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use axum::body::Body;
 use axum::http::Request;
 use doorbell::catalog::StaticCatalog;
 use doorbell::clock::ManualClock;
 use doorbell::queue::SqsQueue;
+use doorbell::testing::{self, FailingEndpoint, Reply};
 use doorbell::verify::stripe;
 use doorbell::{Secret, Sources};
 use doorbell_ingest::{IngestState, app};
@@ -22,17 +19,18 @@ use tower::ServiceExt;
 const NOW_S: i64 = 1_700_000_000;
 const SECRET: &str = "whsec_test_secret";
 
-fn state(client: Client) -> IngestState {
+async fn state(endpoint: &FailingEndpoint) -> IngestState {
     let sources = Sources::from_json(
         &serde_json::json!({"sources": [{"name": "stripe", "provider": "stripe", "secrets": [SECRET]}]})
             .to_string(),
     )
     .unwrap();
+    let config = testing::config_for(endpoint.url()).await;
     IngestState {
         sources: Arc::new(StaticCatalog::new(sources)),
         queue: Arc::new(SqsQueue::new(
-            client,
-            "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+            aws_sdk_sqs::Client::new(&config),
+            format!("{}/123456789012/events", endpoint.url()),
         )),
         clock: Arc::new(ManualClock::new(NOW_S * 1000)),
     }
@@ -58,34 +56,33 @@ async fn deliver(state: &IngestState) -> (u16, Option<String>) {
 
 #[tokio::test]
 async fn throttled_send_is_503_with_retry_after_and_the_retry_is_enqueued() {
-    let send = mock!(Client::send_message)
-        .sequence()
-        .error(|| {
-            SendMessageError::RequestThrottled(
-                RequestThrottled::builder().message("Rate exceeded").build(),
-            )
-        })
-        .output(|| SendMessageOutput::builder().message_id("m-1").build())
-        .build();
-    let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&send]);
-    let st = state(client);
+    let endpoint = FailingEndpoint::start(
+        vec![Reply::json_error(
+            400,
+            "com.amazonaws.sqs#RequestThrottled",
+            "Rate exceeded",
+        )],
+        Reply::json(
+            200,
+            serde_json::json!({"MessageId": "5fea7756-0ea4-451a-a703-a558b933e274"}),
+        ),
+    )
+    .await;
+    let st = state(&endpoint).await;
     assert_eq!(deliver(&st).await, (503, Some("5".into())));
     assert_eq!(deliver(&st).await.0, 200);
-    assert_eq!(send.num_calls(), 2);
+    assert_eq!(endpoint.calls(), 2);
 }
 
 #[tokio::test]
 async fn an_sqs_500_is_503_never_2xx() {
-    let send = mock!(Client::send_message)
-        .sequence()
-        .http_status(
-            500,
-            Some(r#"{"__type":"InternalError","message":"oops"}"#.into()),
-        )
-        .repeatedly()
-        .build();
-    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]);
-    let st = state(client);
+    let endpoint = FailingEndpoint::start(
+        vec![],
+        Reply::json_error(500, "com.amazonaws.sqs#InternalError", "oops"),
+    )
+    .await;
+    let st = state(&endpoint).await;
     assert_eq!(deliver(&st).await.0, 503);
-    assert!(send.num_calls() >= 1);
+    assert_eq!(deliver(&st).await.0, 503);
+    assert_eq!(endpoint.calls(), 2);
 }

@@ -1,5 +1,5 @@
-//! DynamoDB errors moto cannot produce (throttling), injected into the real
-//! `aws-sdk-dynamodb` client with `aws-smithy-mocks`, through
+//! DynamoDB errors moto cannot produce (throttling), answered by a failing loopback endpoint
+//! to the real `aws-sdk-dynamodb` client, through
 //! [`doorbell::store::DynamoDbEventStore`] and the worker: a failed claim runs nothing, a failed
 //! completion is reported (retried later) and never counted as processed.
 
@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use doorbell::clock::ManualClock;
 use doorbell::handler::{Event, Handler, HandlerOutcome, HandlerRegistry};
 use doorbell::store::DynamoDbEventStore;
+use doorbell::testing::{self, FailingEndpoint, Reply};
 use doorbell::verify::Verified;
 use doorbell::{Envelope, Provider, Secret, SourceConfig};
 use doorbell_worker::{RecordOutcome, Worker, WorkerConfig};
@@ -31,12 +27,23 @@ impl Handler for Counting {
     }
 }
 
-fn throttled() -> UpdateItemError {
-    UpdateItemError::ProvisionedThroughputExceededException(
-        ProvisionedThroughputExceededException::builder()
-            .message("Rate of requests exceeds the allowed throughput")
-            .build(),
+fn throttled() -> Reply {
+    Reply::json_error(
+        400,
+        "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
     )
+}
+
+fn claimed() -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({"Attributes": {"attempts": {"N": "1"}}}),
+    )
+}
+
+fn written() -> Reply {
+    Reply::json(200, serde_json::json!({}))
 }
 
 fn event() -> SqsEvent {
@@ -59,7 +66,8 @@ fn event() -> SqsEvent {
     .unwrap()
 }
 
-fn worker(client: Client, handler: Arc<Counting>) -> Worker {
+async fn worker(endpoint: &FailingEndpoint, handler: Arc<Counting>) -> Worker {
+    let client = aws_sdk_dynamodb::Client::new(&testing::config_for(endpoint.url()).await);
     let mut registry = HandlerRegistry::new();
     registry.register("stripe", "payment_intent.succeeded", handler);
     Worker::new(
@@ -72,14 +80,10 @@ fn worker(client: Client, handler: Arc<Counting>) -> Worker {
 
 #[tokio::test]
 async fn throttled_claim_runs_nothing_and_is_reported() {
-    let update = mock!(Client::update_item)
-        .sequence()
-        .error(throttled)
-        .repeatedly()
-        .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+    let endpoint = FailingEndpoint::start(vec![], throttled()).await;
     let handler = Arc::new(Counting(AtomicUsize::new(0)));
-    let (response, reports) = worker(client, handler.clone())
+    let (response, reports) = worker(&endpoint, handler.clone())
+        .await
         .handle_detailed(event(), None)
         .await;
     assert_eq!(response.batch_item_failures.len(), 1);
@@ -90,61 +94,38 @@ async fn throttled_claim_runs_nothing_and_is_reported() {
 #[tokio::test]
 async fn throttled_completion_is_retried_then_reported_never_processed() {
     // The claim succeeds; every completion write is throttled.
-    let update = mock!(Client::update_item)
-        .sequence()
-        .output(|| {
-            UpdateItemOutput::builder()
-                .attributes("attempts", AttributeValue::N("1".into()))
-                .build()
-        })
-        .error(throttled)
-        .repeatedly()
-        .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+    let endpoint = FailingEndpoint::start(vec![claimed()], throttled()).await;
     let handler = Arc::new(Counting(AtomicUsize::new(0)));
-    let (response, reports) = worker(client, handler.clone())
+    let (response, reports) = worker(&endpoint, handler.clone())
+        .await
         .handle_detailed(event(), None)
         .await;
     assert_eq!(response.batch_item_failures.len(), 1, "reported for retry");
     assert!(matches!(reports[0].outcome, RecordOutcome::StoreFailed(_)));
     assert_eq!(handler.0.load(Ordering::SeqCst), 1);
-    assert!(
-        update.num_calls() >= 5,
-        "one claim, then the completion tried four times: {}",
-        update.num_calls()
+    assert_eq!(
+        endpoint.calls(),
+        5,
+        "one claim, then the completion tried four times"
     );
 }
 
 #[tokio::test]
 async fn completion_throttled_once_is_recorded_by_the_workers_retry() {
-    let update = mock!(Client::update_item)
-        .sequence()
-        .output(|| {
-            UpdateItemOutput::builder()
-                .attributes("attempts", AttributeValue::N("1".into()))
-                .build()
-        })
-        .error(throttled)
-        .output(|| UpdateItemOutput::builder().build())
-        .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&update]);
+    let endpoint = FailingEndpoint::start(vec![claimed(), throttled()], written()).await;
     let handler = Arc::new(Counting(AtomicUsize::new(0)));
-    let (response, reports) = worker(client, handler.clone())
+    let (response, reports) = worker(&endpoint, handler.clone())
+        .await
         .handle_detailed(event(), None)
         .await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(reports[0].outcome, RecordOutcome::Processed);
-    assert_eq!(update.num_calls(), 3);
+    assert_eq!(endpoint.calls(), 3);
 }
 
 #[tokio::test]
 async fn a_whole_batch_failing_is_reported_record_by_record_not_as_a_function_error() {
-    let update = mock!(Client::update_item)
-        .sequence()
-        .error(throttled)
-        .repeatedly()
-        .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+    let endpoint = FailingEndpoint::start(vec![], throttled()).await;
     let handler = Arc::new(Counting(AtomicUsize::new(0)));
     let mut batch = event();
     let template = batch.records[0].clone();
@@ -158,7 +139,10 @@ async fn a_whole_batch_failing_is_reported_record_by_record_not_as_a_function_er
             r
         })
         .collect();
-    let response = worker(client, handler.clone()).handle(batch, None).await;
+    let response = worker(&endpoint, handler.clone())
+        .await
+        .handle(batch, None)
+        .await;
     let mut ids: Vec<String> = response
         .batch_item_failures
         .iter()

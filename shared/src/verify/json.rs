@@ -10,17 +10,36 @@ use serde::Deserialize;
 /// Fields Stripe, Paddle and most JSON providers put at the top level.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Head<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub id: Option<Cow<'a, str>>,
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "borrowed")]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub action: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub created: Option<Created<'a>>,
 }
 
-/// `created`: epoch seconds (snapshot events) or RFC 3339 text (thin events).
+/// A string field borrowed from the body when it has no escapes (serde borrows a bare
+/// `Cow<str>` field, but not one inside an `Option`); copied only when JSON escapes must be
+/// decoded. Anything but a string is an error, as it is for a plain `Cow<str>` field.
+fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+    }
+    d.deserialize_str(Text)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Created<'a> {
@@ -29,8 +48,6 @@ pub(crate) enum Created<'a> {
     Other(serde::de::IgnoredAny),
 }
 
-/// An RFC 3339 time (as providers write `created_at`, `occurred_at`, `X-Shopify-Triggered-At`)
-/// as epoch ms, when valid and between the epoch and year 10000.
 pub(crate) fn rfc3339_to_ms(text: &str) -> Option<i64> {
     let d = humantime::parse_rfc3339_weak(text)
         .ok()?
@@ -74,6 +91,19 @@ mod tests {
         assert_eq!(h.kind.as_deref(), Some("a.b"));
         assert_eq!(h.created_ms(), Some(17_000));
         assert!(h.action.is_none());
+        assert!(
+            matches!(h.id, Some(Cow::Borrowed("evt_1"))),
+            "no copy without escapes"
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded_and_non_strings_are_errors() {
+        let h = head(br#"{"id":"evt_\u0031","type":"a\"b"}"#).unwrap();
+        assert_eq!(h.id.as_deref(), Some("evt_1"));
+        assert_eq!(h.kind.as_deref(), Some("a\"b"));
+        assert!(head(br#"{"id":17}"#).is_none());
+        assert!(head(br#"{"id":null}"#).is_none());
     }
 
     #[test]

@@ -43,8 +43,17 @@ pub struct SignatureHeader<'h> {
     pub timestamp_text: &'h str,
     /// `t` parsed, epoch **seconds**.
     pub timestamp_s: i64,
-    /// Every `v1` element, undecoded, at most [`MAX_SIGNATURES`].
-    pub v1: Vec<&'h str>,
+    /// Every `v1` element, undecoded, at most [`MAX_SIGNATURES`] (no heap allocation).
+    pub v1: [&'h str; MAX_SIGNATURES],
+    /// How many of `v1` are set.
+    pub v1_count: usize,
+}
+
+impl<'h> SignatureHeader<'h> {
+    /// The `v1` elements.
+    pub fn signatures(&self) -> &[&'h str] {
+        &self.v1[..self.v1_count]
+    }
 }
 
 /// Parses a `Stripe-Signature` header value.
@@ -55,26 +64,31 @@ pub struct SignatureHeader<'h> {
 pub fn parse_header(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
     let malformed = VerifyError::MalformedHeader(SIGNATURE_HEADER);
     let mut timestamp_text = None;
-    let mut v1 = Vec::with_capacity(2);
+    let mut v1 = [""; MAX_SIGNATURES];
+    let mut v1_count = 0;
     for element in value.split(',') {
         let (key, val) = element.split_once('=').ok_or(malformed.clone())?;
         match key {
             "t" if timestamp_text.is_none() => timestamp_text = Some(val),
             "t" => return Err(malformed),
-            "v1" if v1.len() < MAX_SIGNATURES => v1.push(val),
+            "v1" if v1_count < MAX_SIGNATURES => {
+                v1[v1_count] = val;
+                v1_count += 1;
+            }
             "v1" => return Err(malformed),
             _ => {}
         }
     }
     let timestamp_text = timestamp_text.ok_or(malformed.clone())?;
     let timestamp_s = parse_timestamp(timestamp_text, SIGNATURE_HEADER)?;
-    if v1.is_empty() {
+    if v1_count == 0 {
         return Err(malformed);
     }
     Ok(SignatureHeader {
         timestamp_text,
         timestamp_s,
         v1,
+        v1_count,
     })
 }
 
@@ -108,7 +122,7 @@ impl Scheme for Stripe {
 
         let mut candidates = [[0u8; 32]; MAX_SIGNATURES];
         let mut n = 0;
-        for sig in &header.v1 {
+        for sig in header.signatures() {
             // Wrong length or non-hex can never match: skip it, constant time is kept for
             // the well-formed ones.
             if hex::decode_to_slice(sig, &mut candidates[n]).is_ok() {
