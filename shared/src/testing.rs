@@ -219,3 +219,45 @@ impl FailingEndpoint {
         self.calls.load(Ordering::SeqCst)
     }
 }
+
+/// Counts the AWS requests a client sends, by `Service.Operation` (for example
+/// `SQS.SendMessage`), every attempt included: attach it with the client config's
+/// `.interceptor(counter.clone())`. The cost model's request counts come from it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+);
+
+impl RequestCounter {
+    /// Requests so far, by `Service.Operation`.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Requests of one `Service.Operation` so far.
+    pub fn get(&self, operation: &str) -> u64 {
+        self.snapshot().get(operation).copied().unwrap_or(0)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let op = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| format!("{}.{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown".into());
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+        Ok(())
+    }
+}

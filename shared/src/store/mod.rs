@@ -36,8 +36,14 @@ pub use sqlite::SqliteEventStore;
 
 /// Longest `last_error` kept, characters.
 pub const MAX_ERROR_CHARS: usize = 1_000;
-/// Largest payload copied into the record, bytes (DynamoDB items are limited to 400 KB).
-pub const MAX_STORED_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest payload copied into the record, bytes: small enough that a claimed item (payload
+/// plus about 400 bytes of keys, ids and times) stays within one 1 KB DynamoDB write unit, so
+/// the claim and the completion cost one write unit each. DynamoDB bills a write by the item's
+/// size, the larger of before and after for an update
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html>):
+/// copying a 2 KB body would make each of the two writes 3 units. Larger payloads are still in
+/// the queue, the dead-letter queue and the claim-check bucket.
+pub const MAX_STORED_PAYLOAD_BYTES: usize = 512;
 
 /// Status of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
