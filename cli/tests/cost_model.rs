@@ -16,6 +16,9 @@ use doorbell_cli::samples::{self, DEV_STRIPE_SECRET};
 use doorbell_worker::WorkerConfig;
 use doorbell_worker::poller::EventSource;
 
+/// Headers and body of one delivery.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
 struct Noop;
 
 #[async_trait::async_trait]
@@ -86,7 +89,7 @@ async fn a_new_event_costs_one_send_and_two_one_unit_writes_and_a_duplicate_one_
         },
         WorkerConfig::default(),
     );
-    let deliveries: Vec<(Vec<(String, String)>, Vec<u8>)> = (0..10)
+    let deliveries: Vec<Delivery> = (0..10)
         .map(|i| {
             let body = samples::STRIPE_PAYMENT_INTENT_SUCCEEDED
                 .replace("evt_3QdemoPaymentIntent0001", &format!("evt_cost_{i:04}"))
