@@ -45,8 +45,16 @@ impl Handler for Counting {
     }
 }
 
-#[tokio::test]
-async fn deliveries_through_the_stacks_queue_table_and_secret() {
+/// The stack's outputs and clients on its resources.
+struct Stack {
+    out: Outputs,
+    config: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    catalog: Arc<SecretsManagerCatalog>,
+    store: Arc<DynamoDbEventStore>,
+}
+
+async fn stack() -> Stack {
     let path = std::env::var("DOORBELL_STACK_OUTPUTS")
         .expect("DOORBELL_STACK_OUTPUTS is not set: run ./scripts/test, which creates the stack in moto first");
     let out: Outputs = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -63,6 +71,24 @@ async fn deliveries_through_the_stacks_queue_table_and_secret() {
         aws_sdk_dynamodb::Client::new(&config),
         &out.events_table_name,
     ));
+    Stack {
+        out,
+        config,
+        sqs,
+        catalog,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn deliveries_through_the_stacks_queue_table_and_secret() {
+    let Stack {
+        out,
+        config: _,
+        sqs,
+        catalog,
+        store,
+    } = stack().await;
     // Receive with a 1 s visibility timeout instead of the stack's 200 s, so five receives
     // take seconds; the redrive policy is the stack's own.
     let queue = Arc::new(
@@ -203,22 +229,13 @@ impl Handler for Rejects {
 async fn large_and_rejected_deliveries_use_the_stacks_bucket_and_dead_letter_queue() {
     use doorbell::payload::S3PayloadStore;
     use doorbell::queue::{ClaimCheckQueue, EventQueue};
-    let path = std::env::var("DOORBELL_STACK_OUTPUTS")
-        .expect("DOORBELL_STACK_OUTPUTS is not set: run ./scripts/test, which creates the stack in moto first");
-    let out: Outputs = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let config = testing::sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let catalog = Arc::new(SecretsManagerCatalog::new(
-        aws_sdk_secretsmanager::Client::new(&config),
-        &out.secrets_arn,
-        &out.sources_json,
-        300,
-        Arc::new(SystemClock),
-    ));
-    let store = Arc::new(DynamoDbEventStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &out.events_table_name,
-    ));
+    let Stack {
+        out,
+        config,
+        sqs,
+        catalog,
+        store,
+    } = stack().await;
     let payloads = Arc::new(S3PayloadStore::from_conf(&config, &out.payload_bucket_name));
     let raw = Arc::new(
         SqsQueue::new(sqs.clone(), &out.events_queue_url)

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Dollars per million webhooks, from the request counts the cost-model test asserts
+(cli/tests/cost_model.rs) and the durations scripts/bench measured.
+
+Prices: us-east-1 public price list (on-demand), arm64 Lambda:
+  API Gateway HTTP API  $1.00 per million requests (first 300 M)   https://aws.amazon.com/api-gateway/pricing/
+  Lambda requests       $0.20 per million                          https://aws.amazon.com/lambda/pricing/
+  Lambda duration arm64 $0.0000133334 per GB-second, billed per 1 ms
+  SQS standard          $0.40 per million requests (64 KB chunks)  https://aws.amazon.com/sqs/pricing/
+  DynamoDB on-demand    $0.625 per million write request units     https://aws.amazon.com/dynamodb/pricing/on-demand/
+
+Usage: cost.py INGEST_MS WORKER_BATCH_MS [BATCH_SIZE]   (billed durations, milliseconds)
+"""
+import json
+import math
+import sys
+
+HTTP_API, LAMBDA_REQ, GB_S, SQS_REQ, WRU = 1.00, 0.20, 0.0000133334, 0.40, 0.625
+
+
+def model(ingest_ms: float, worker_batch_ms: float, batch: int = 10, memory_mb: int = 128, dup_rate: float = 0.0):
+    per_m = 1_000_000
+    lines = []
+    def add(what, count_per_event, unit_price_per_m, note):
+        lines.append((what, count_per_event, count_per_event * unit_price_per_m, note))
+    add("API Gateway HTTP API request", 1, HTTP_API, "one per delivery")
+    add("Lambda requests: ingest", 1, LAMBDA_REQ, "one per delivery")
+    add("Lambda requests: worker", 1 / batch, LAMBDA_REQ, f"one per batch of {batch}")
+    gb = memory_mb / 1024
+    ingest_gbs = gb * math.ceil(ingest_ms) / 1000
+    worker_gbs = gb * math.ceil(worker_batch_ms) / 1000 / batch
+    add("Lambda duration: ingest (GB-s)", ingest_gbs, GB_S * per_m, f"{memory_mb} MB x {math.ceil(ingest_ms)} ms")
+    add("Lambda duration: worker (GB-s)", worker_gbs, GB_S * per_m, f"{memory_mb} MB x {math.ceil(worker_batch_ms)} ms / {batch}")
+    add("SQS SendMessage", 1, SQS_REQ, "ingest")
+    add("SQS ReceiveMessage + DeleteMessageBatch", 2 / batch, SQS_REQ, f"event source mapping, per batch of {batch}")
+    add("DynamoDB writes (WRU)", 2 * (1 - dup_rate) + dup_rate, WRU, "claim + completion, 1 WRU each (item <= 1 KB)")
+    total = sum(l[2] for l in lines)
+    return lines, total
+
+
+def main():
+    ingest_ms = float(sys.argv[1]) if len(sys.argv) > 1 else 5
+    worker_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 30
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    lines, total = model(ingest_ms, worker_ms, batch)
+    print(f"| item | per webhook | $ per million webhooks | basis |")
+    print(f"|---|---|---|---|")
+    for what, count, dollars, note in lines:
+        print(f"| {what} | {count:.6g} | {dollars:.4f} | {note} |")
+    print(f"| **total** | | **{total:.2f}** | |")
+    print(json.dumps({"dollars_per_million": round(total, 4)}))
+
+
+if __name__ == "__main__":
+    main()
