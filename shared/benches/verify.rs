@@ -2,11 +2,14 @@
 //! the floor measured in the same run: a bare HMAC-SHA256 of the same bytes (`hmac_floor`), and
 //! what ingest avoids: a full `serde_json::Value` tree of the same body (`json_tree`).
 //!
+//! `stripe_payload/*` repeats the Stripe case on real-shaped Stripe events of the same sizes.
+//!
 //! `cargo bench -p doorbell --bench verify` (criterion; reports in `target/criterion`).
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use doorbell::envelope::Envelope;
 use doorbell::verify::{
     WebhookRequest, generic, github, paddle, shopify, slack, square, standard, stripe, twilio,
     verify_at,
@@ -203,5 +206,63 @@ fn verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verify);
+/// Stripe events as Stripe sends them (`bench/payloads/stripe-{1k,2k,20k,256k}.json`: a
+/// `payment_intent.succeeded` event, `type` after `data` as in Stripe's own payloads), so the
+/// extraction walks the whole object the way it does in production; beside the same two floors.
+fn verify_stripe_payloads(c: &mut Criterion) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/payloads");
+    let source =
+        source(serde_json::json!({"name": "src", "provider": "stripe", "secrets": [SECRET]}));
+    for name in ["1k", "2k", "20k", "256k"] {
+        let body = std::fs::read(dir.join(format!("stripe-{name}.json"))).expect("payload");
+        let mut g = c.benchmark_group(format!("stripe_payload/{name}"));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("hmac_floor", |b| {
+            b.iter(|| {
+                let mut m =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+                m.update(black_box(&body));
+                black_box(m.finalize().into_bytes())
+            })
+        });
+        g.bench_function("json_tree", |b| {
+            b.iter(|| {
+                black_box(
+                    serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"),
+                )
+            })
+        });
+        let headers = headers(&[(
+            stripe::SIGNATURE_HEADER,
+            stripe::sign(&Secret::new(SECRET), NOW, &body),
+        )]);
+        let req = WebhookRequest {
+            headers: &headers,
+            body: &body,
+            query: "",
+        };
+        verify_at(&req, &source, NOW).expect("stripe payload verifies");
+        g.bench_function("verify_extract", |b| {
+            b.iter(|| black_box(verify_at(black_box(&req), &source, NOW)))
+        });
+        // Ingest's own work without the HTTP framework and the queue: verify, extract, hash the
+        // body and write the envelope the queue message carries.
+        g.bench_function("verify_envelope", |b| {
+            b.iter(|| {
+                let verified = verify_at(black_box(&req), &source, NOW).expect("verified");
+                let envelope = Envelope::new(
+                    &source,
+                    verified,
+                    &body,
+                    Some("application/json"),
+                    NOW * 1000,
+                );
+                black_box(envelope.to_json())
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, verify, verify_stripe_payloads);
 criterion_main!(benches);

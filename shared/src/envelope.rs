@@ -106,7 +106,7 @@ impl Envelope {
             Dedupe::Digest(d) => format!("{}#sha256:{}", source.name, d),
         };
         let (text, b64) = match std::str::from_utf8(body) {
-            Ok(s) if !s.contains(['\u{FFFE}', '\u{FFFF}']) => (Some(s.to_owned()), None),
+            Ok(s) if sqs_safe_text(s) => (Some(s.to_owned()), None),
             _ => (
                 None,
                 Some(base64::engine::general_purpose::STANDARD.encode(body)),
@@ -179,6 +179,18 @@ impl Envelope {
     }
 }
 
+/// Whether valid UTF-8 `text` holds only characters an SQS message body may carry as text,
+/// other than the control characters JSON escapes anyway: everything but U+FFFE and U+FFFF
+/// (the SQS `SendMessage` reference: `#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+/// #x10000 to #x10FFFF`; UTF-8 cannot encode the surrogates). Both encode as `EF BF BE`/`EF BF
+/// BF`, and `EF` leads only the three-byte sequences U+F000..=U+FFFF, so a byte search finds them
+/// without decoding every character.
+fn sqs_safe_text(text: &str) -> bool {
+    let b = text.as_bytes();
+    !memchr::memchr_iter(0xEF, b)
+        .any(|i| b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)))
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -222,6 +234,27 @@ mod tests {
         let back = Envelope::parse(&e.to_json()).unwrap();
         assert_eq!(back.body_bytes().unwrap().as_ref(), body);
         assert_eq!(back, e);
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The byte search agrees with a character-by-character check on any text, including
+        /// the neighbours of U+FFFE and U+FFFF and text that ends inside the pattern.
+        #[test]
+        fn sqs_safe_text_matches_a_char_scan(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::char::any().prop_map(|c| c.to_string()),
+                    proptest::sample::select(vec!['\u{EFFF}', '\u{F000}', '\u{FFBE}', '\u{FFFD}', '\u{FFFE}', '\u{FFFF}', '\u{10000}', '\u{FEFF}'])
+                        .prop_map(|c| c.to_string()),
+                ],
+                0..40,
+            )
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(sqs_safe_text(&text), !text.contains(['\u{FFFE}', '\u{FFFF}']));
+        }
     }
 
     #[test]
