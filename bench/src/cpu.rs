@@ -48,6 +48,9 @@ pub struct PeerResult {
     pub verify_and_send_cpu_us: f64,
     /// The same, wall µs per webhook.
     pub verify_and_send_wall_us: f64,
+    /// The transport floor: the same SendMessage request, prepared once, POSTed with a bare
+    /// hyper client over the same kept-alive loopback connection (no signing, no SDK), CPU µs.
+    pub bare_post_cpu_us: f64,
 }
 
 /// Runs the measurement against the SQS endpoint `endpoint` (the stub).
@@ -138,6 +141,41 @@ pub async fn measure(
     }
     let send_cpu = (thread_cpu_us() - c0) / f64::from(iterations);
     let send_wall = t0.elapsed().as_secs_f64() * 1e6 / f64::from(iterations);
+
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<axum::body::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let queue_url = format!("{endpoint}/123456789012/bench");
+    let send_body = axum::body::Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "QueueUrl": queue_url,
+        "MessageBody": String::from_utf8_lossy(payload),
+    }))?);
+    let uri: hyper::Uri = format!("{endpoint}/").parse()?;
+    let post_once = || {
+        let req = hyper::Request::post(uri.clone())
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", "AmazonSQS.SendMessage")
+            .body(http_body_util::Full::new(send_body.clone()));
+        let client = client.clone();
+        async move {
+            let resp = client.request(req?).await?;
+            anyhow::ensure!(
+                resp.status().is_success(),
+                "stub answered {}",
+                resp.status()
+            );
+            http_body_util::BodyExt::collect(resp.into_body()).await?;
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    for _ in 0..warmup {
+        post_once().await?;
+    }
+    let c0 = thread_cpu_us();
+    for _ in 0..iterations {
+        post_once().await?;
+    }
+    let bare_post_cpu = (thread_cpu_us() - c0) / f64::from(iterations);
     Ok(PeerResult {
         peer: "doorbell",
         runtime: "rust".into(),
@@ -147,5 +185,6 @@ pub async fn measure(
         verify_wall_us: verify_wall,
         verify_and_send_cpu_us: send_cpu,
         verify_and_send_wall_us: send_wall,
+        bare_post_cpu_us: bare_post_cpu,
     })
 }

@@ -58,6 +58,10 @@ enum Command {
         /// Cold starts to measure.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Extra environment for the bootstrap, `NAME=VALUE` (repeatable), e.g.
+        /// `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`.
+        #[arg(long = "env", value_parser = parse_env)]
+        extra_env: Vec<(String, String)>,
     },
     /// Throughput of a running `doorbell dev`, as JSON.
     Load {
@@ -72,6 +76,12 @@ enum Command {
         #[arg(long)]
         payload: Option<PathBuf>,
     },
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -165,12 +175,14 @@ async fn main() -> anyhow::Result<()> {
             bootstrap,
             function,
             runs,
+            extra_env,
         } => {
             let counts = stub::Counts::default();
             let endpoint = stub::spawn_thread(counts.clone());
             let mut all = Vec::new();
             for _ in 0..runs {
-                let (env, event) = function_setup(function, &endpoint);
+                let (mut env, event) = function_setup(function, &endpoint);
+                env.extend(extra_env.iter().cloned());
                 all.push(runtime_api::cold_start(&bootstrap, &env, &event).await?);
             }
             let size = std::fs::metadata(&bootstrap)?.len();
@@ -179,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
                 "bootstrap": bootstrap.display().to_string(),
                 "bytes": size,
                 "runs": runs,
+                "extra_env": extra_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "init_wall_ms_median": pick(|c| c.init_wall_ms),
                 "init_cpu_ms_median": pick(|c| c.init_cpu_ms),
                 "first_invoke_wall_ms_median": pick(|c| c.first_invoke_wall_ms),

@@ -241,6 +241,15 @@ async fn sqlite_file_store_follows_the_contract_across_reopen() {
         reopened.get("stripe#evt_a").await.unwrap().unwrap().status,
         Status::Processed
     );
+    // The file is in write-ahead-log mode with full syncs: one sync per commit, and a commit
+    // survives a power loss.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(raw);
+    drop(reopened);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
