@@ -4,6 +4,7 @@
 
 Prices: us-east-1 public price list (on-demand), arm64 Lambda:
   API Gateway HTTP API  $1.00 per million requests (first 300 M)   https://aws.amazon.com/api-gateway/pricing/
+  Lambda function URL   no charge beyond the function's requests and duration  https://aws.amazon.com/lambda/pricing/
   Lambda requests       $0.20 per million                          https://aws.amazon.com/lambda/pricing/
   Lambda duration arm64 $0.0000133334 per GB-second, billed per 1 ms
   SQS standard          $0.40 per million requests (64 KB chunks)  https://aws.amazon.com/sqs/pricing/
@@ -18,12 +19,16 @@ import sys
 HTTP_API, LAMBDA_REQ, GB_S, SQS_REQ, WRU = 1.00, 0.20, 0.0000133334, 0.40, 0.625
 
 
-def model(ingest_ms: float, worker_batch_ms: float, batch: int = 10, memory_mb: int = 128, dup_rate: float = 0.0):
+def model(ingest_ms: float, worker_batch_ms: float, batch: int = 10, memory_mb: int = 128, dup_rate: float = 0.0,
+          function_url: bool = False):
     per_m = 1_000_000
     lines = []
     def add(what, count_per_event, unit_price_per_m, note):
         lines.append((what, count_per_event, count_per_event * unit_price_per_m, note))
-    add("API Gateway HTTP API request", 1, HTTP_API, "one per delivery")
+    if function_url:
+        add("Lambda function URL request", 1, 0.0, "no per-request charge (IngestFunctionUrl=true)")
+    else:
+        add("API Gateway HTTP API request", 1, HTTP_API, "one per delivery")
     add("Lambda requests: ingest", 1, LAMBDA_REQ, "one per delivery")
     add("Lambda requests: worker", 1 / batch, LAMBDA_REQ, f"one per batch of {batch}")
     gb = memory_mb / 1024
@@ -43,12 +48,15 @@ def main():
     worker_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 30
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     lines, total = model(ingest_ms, worker_ms, batch)
+    _, url_total = model(ingest_ms, worker_ms, batch, function_url=True)
     print(f"| item | per webhook | $ per million webhooks | basis |")
     print(f"|---|---|---|---|")
     for what, count, dollars, note in lines:
         print(f"| {what} | {count:.6g} | {dollars:.4f} | {note} |")
-    print(f"| **total** | | **{total:.2f}** | |")
-    print(json.dumps({"dollars_per_million": round(total, 4)}))
+    print(f"| **total, HTTP API** | | **{total:.2f}** | |")
+    print(f"| **total, function URL** | | **{url_total:.2f}** | the HTTP API request replaced by a function URL |")
+    print(json.dumps({"dollars_per_million": round(total, 4),
+                      "dollars_per_million_function_url": round(url_total, 4)}))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def evaluate(expr, values, conditions=None):
 
 def resolve_conditions(template, parameters):
     """The template as CloudFormation creates it for these parameters: Fn::If resolved,
-    AWS::NoValue properties removed, resources whose condition is false dropped. Ref and
+    AWS::NoValue properties removed, resources and outputs whose condition is false dropped. Ref and
     GetAtt stay as they are."""
     values = parameter_values(template, parameters)
     conditions = {}
@@ -97,7 +97,8 @@ def resolve_conditions(template, parameters):
         return node
 
     resolved = walk(copy.deepcopy(template))
-    resolved["Resources"] = {k: v for k, v in resolved["Resources"].items()
+    for section in ("Resources", "Outputs"):
+        resolved[section] = {k: v for k, v in resolved.get(section, {}).items()
                              if "Condition" not in v or conditions[v["Condition"]]}
     return resolved
 
@@ -122,4 +123,11 @@ def cfn_standard(cfn):
 def cfn_fifo():
     """The stack translated and resolved with QueueType=fifo."""
     parameters = {"SecretsArn": SECRETS_ARN, "QueueType": "fifo"}
+    return resolve_conditions(translate(parameters), parameters)
+
+
+@pytest.fixture(scope="session")
+def cfn_function_url():
+    """The stack translated and resolved with IngestFunctionUrl=true."""
+    parameters = {"SecretsArn": SECRETS_ARN, "IngestFunctionUrl": "true"}
     return resolve_conditions(translate(parameters), parameters)

@@ -297,7 +297,8 @@ def test_payload_bucket_refuses_requests_without_tls(cfn):
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_alarms_cover_dlq_depth_queue_age_ingest_errors_and_rejected_signatures(cfn):
+def test_alarms_cover_dlq_depth_queue_age_ingest_errors_and_rejected_signatures(cfn_standard):
+    cfn = cfn_standard
     alarms = {v["Properties"]["MetricName"]: v["Properties"] for v in resources(cfn, "AWS::CloudWatch::Alarm").values()}
     assert set(alarms) == {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage", "5xx", "4xx", "SignatureRejected"}
     filt = cfn["Resources"]["SignatureRejectedMetricFilter"]["Properties"]
@@ -312,7 +313,8 @@ def test_no_secret_value_in_the_template():
         assert needle not in text
 
 
-def test_outputs_give_the_webhook_url_queues_table_and_payload_bucket(cfn):
+def test_outputs_give_the_webhook_url_queues_table_and_payload_bucket(cfn_standard):
+    cfn = cfn_standard
     assert set(cfn["Outputs"]) == {"WebhookBaseUrl", "EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName",
                                    "PayloadBucketName"}
     assert "/webhooks/" in json.dumps(cfn["Outputs"]["WebhookBaseUrl"])
@@ -327,3 +329,34 @@ def test_secrets_arn_is_required_and_validated(sam, missing):
 
     assert re.match(p["AllowedPattern"], SECRETS_ARN)
     assert not re.match(p["AllowedPattern"], "whsec_not_an_arn")
+
+
+def test_no_function_url_unless_asked(cfn_standard):
+    assert not resources(cfn_standard, "AWS::Lambda::Url")
+    permissions = resources(cfn_standard, "AWS::Lambda::Permission").values()
+    assert all(p["Properties"].get("Principal") != "*" for p in permissions)
+
+
+def test_function_url_when_asked_is_public_on_ingest_with_both_permissions_and_a_5xx_alarm(cfn_function_url):
+    cfn = cfn_function_url
+    (url,) = resources(cfn, "AWS::Lambda::Url").values()
+    assert url["Properties"] == {"AuthType": "NONE", "TargetFunctionArn": {"Fn::GetAtt": ["IngestFunction", "Arn"]}}
+    public = [p["Properties"] for p in resources(cfn, "AWS::Lambda::Permission").values()
+              if p["Properties"].get("Principal") == "*"]
+    # Since October 2025 a NONE-auth URL needs both statements; each is limited to the URL.
+    assert sorted(p["Action"] for p in public) == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
+    for p in public:
+        assert p["FunctionName"] == {"Ref": "IngestFunction"}
+        if p["Action"] == "lambda:InvokeFunctionUrl":
+            assert p["FunctionUrlAuthType"] == "NONE"
+        else:
+            assert p["InvokedViaFunctionUrl"] is True
+    alarms = [a["Properties"] for a in resources(cfn, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"].get("MetricName") == "Url5xxCount"]
+    assert len(alarms) == 1
+    assert alarms[0]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "IngestFunction"}}]
+    assert alarms[0]["Threshold"] == 0
+    out = cfn["Outputs"]["WebhookFunctionUrl"]["Value"]
+    assert out == {"Fn::Sub": "${IngestUrl.FunctionUrl}webhooks/"}
+    # The HTTP API stays: both URLs reach the same verified ingest.
+    assert "WebhookBaseUrl" in cfn["Outputs"]
