@@ -241,8 +241,7 @@ async fn sqlite_file_store_follows_the_contract_across_reopen() {
         reopened.get("stripe#evt_a").await.unwrap().unwrap().status,
         Status::Processed
     );
-    // The file is in write-ahead-log mode with full syncs: one sync per commit, and a commit
-    // survives a power loss.
+    // The file is in write-ahead-log mode (persistent in the file).
     let raw = rusqlite::Connection::open(&path).unwrap();
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -209,9 +209,15 @@ impl EventQueue for MemoryQueue {
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         let mut state = self.lock();
-        state
+        // Received messages sit near the front (receive takes the oldest visible first), so
+        // the search is short even with a long backlog behind them.
+        if let Some(i) = state
             .messages
-            .retain(|m| m.receipt_handle.as_deref() != Some(receipt_handle));
+            .iter()
+            .position(|m| m.receipt_handle.as_deref() == Some(receipt_handle))
+        {
+            state.messages.remove(i);
+        }
         Ok(())
     }
 
