@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Dollars per million webhooks, from the request counts the cost-model test asserts
-(cli/tests/cost_model.rs) and the durations scripts/bench measured.
+(cli/tests/cost_model.rs) and billed durations given on the command line (scripts/bench passes 5 and 30 ms).
 
 Prices: us-east-1 public price list (on-demand), arm64 Lambda:
   API Gateway HTTP API  $1.00 per million requests (first 300 M)   https://aws.amazon.com/api-gateway/pricing/

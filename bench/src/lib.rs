@@ -1,7 +1,7 @@
 //! # doorbell-bench
 //!
 //! Measurement tools behind `scripts/bench` and `BENCHMARKS.md` (the criterion benchmarks live
-//! beside the code they measure, in `shared/benches`, `functions/*/benches`):
+//! in `shared/benches` (verification) and `bench/benches` (the ingest request, worker batches)):
 //!
 //! - [`stub`]: a loopback SQS/DynamoDB stub that answers at once and counts requests;
 //! - [`cpu`]: CPU per webhook for Doorbell's ingest, measured as the Python and Node peers
