@@ -67,17 +67,6 @@ fn sources() -> Sources {
     .expect("sources")
 }
 
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .load()
-        .await
-}
-
 fn ingest(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,7 +76,7 @@ fn ingest(c: &mut Criterion) {
     let now = SystemClock.now_s();
     let sig = stripe::sign(&Secret::new(SECRET), now, &body);
     let endpoint = stub::spawn_thread(stub::Counts::default());
-    let sqs = rt.block_on(sdk_config(&endpoint));
+    let sqs = rt.block_on(stub::sdk_config(&endpoint));
     let queues: [(&str, Arc<dyn EventQueue>); 2] = [
         ("in_process", Arc::new(Discard)),
         (
@@ -163,7 +152,7 @@ fn worker(c: &mut Criterion) {
         .expect("runtime");
     let body = payload();
     let endpoint = stub::spawn_thread(stub::Counts::default());
-    let ddb = rt.block_on(sdk_config(&endpoint));
+    let ddb = rt.block_on(stub::sdk_config(&endpoint));
     let sqlite = Arc::new(SqliteEventStore::in_memory().expect("sqlite"));
     let dynamo = Arc::new(DynamoDbEventStore::new(
         aws_sdk_dynamodb::Client::new(&ddb),

@@ -68,14 +68,7 @@ pub async fn measure(
         &serde_json::json!({"sources": [{"name": "stripe", "provider": "stripe", "secrets": [secret]}]})
             .to_string(),
     )?;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .load()
-        .await;
+    let config = crate::stub::sdk_config(endpoint).await;
     let queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&config),
         format!("{endpoint}/123456789012/bench"),

@@ -121,3 +121,17 @@ pub fn spawn_thread(counts: Counts) -> String {
     let addr = rx.recv().expect("stub address");
     format!("http://{addr}")
 }
+
+/// SDK configuration for the stub at `endpoint`: `us-east-1`, static credentials, and otherwise
+/// the SDK's defaults (retry strategy and timeouts as in production, unlike the tests' config,
+/// which disables retries), so a benchmark measures the request path a function runs.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
+        .load()
+        .await
+}

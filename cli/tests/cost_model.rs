@@ -107,20 +107,24 @@ async fn a_new_event_costs_one_send_and_two_one_unit_writes_and_a_duplicate_one_
             }
         }
     };
+    // Every delivery answered 2xx, then the queue worked off.
+    let deliver_all = || async {
+        for (h, b) in &deliveries {
+            assert!(
+                p.post("/webhooks/stripe", h, b.clone())
+                    .await
+                    .status
+                    .is_success()
+            );
+        }
+        drain().await;
+    };
     let delta = |c: &RequestCounter, before: &std::collections::BTreeMap<String, u64>, op: &str| {
         c.get(op) - before.get(op).copied().unwrap_or(0)
     };
 
     // Ten new events.
-    for (h, b) in &deliveries {
-        assert!(
-            p.post("/webhooks/stripe", h, b.clone())
-                .await
-                .status
-                .is_success()
-        );
-    }
-    drain().await;
+    deliver_all().await;
     let sends = delta(&sqs_count, &before.0, "SQS.SendMessage");
     let writes = delta(&ddb_count, &before.1, "DynamoDB.UpdateItem")
         + delta(&ddb_count, &before.1, "DynamoDB.PutItem");
@@ -160,15 +164,7 @@ async fn a_new_event_costs_one_send_and_two_one_unit_writes_and_a_duplicate_one_
 
     // The same ten delivered again (provider retries).
     let mid = (sqs_count.snapshot(), ddb_count.snapshot());
-    for (h, b) in &deliveries {
-        assert!(
-            p.post("/webhooks/stripe", h, b.clone())
-                .await
-                .status
-                .is_success()
-        );
-    }
-    drain().await;
+    deliver_all().await;
     let writes = delta(&ddb_count, &mid.1, "DynamoDB.UpdateItem")
         + delta(&ddb_count, &mid.1, "DynamoDB.PutItem");
     let reads = delta(&ddb_count, &mid.1, "DynamoDB.GetItem");

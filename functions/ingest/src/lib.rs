@@ -267,13 +267,7 @@ async fn ingest(
                 source = %envelope.source, event_id = %envelope.event_id, outcome = "queue_unavailable",
                 error = %e, metric = "EnqueueFailed", "not enqueued"
             );
-            let mut r = reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "queue unavailable"}),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-            r
+            unavailable()
         }
     }
 }
