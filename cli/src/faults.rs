@@ -158,6 +158,9 @@ impl EventStore for FaultyStore {
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
         self.inner.get(key).await
     }
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.inner.record_conflict(key, now_ms).await
+    }
     async fn put_record(&self, record: &EventRecord) -> Result<(), StoreError> {
         self.inner.put_record(record).await
     }

@@ -62,6 +62,9 @@ impl EventStore for Forgetful {
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
         self.0.get(key).await
     }
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.0.record_conflict(key, now_ms).await
+    }
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         self.0.put_record(r).await
     }
@@ -113,6 +116,9 @@ impl EventStore for AtomicClaims {
     }
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
         self.inner.get(key).await
+    }
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.inner.record_conflict(key, now_ms).await
     }
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         self.inner.put_record(r).await

@@ -133,6 +133,16 @@ impl Envelope {
         }
     }
 
+    /// True when the idempotency key is a digest of the signed content
+    /// (`{source}#sha256:{64 hex}`: GitHub, Shopify, Twilio, generic HMAC without a signed id),
+    /// so two bodies under it differ only in encoding ([`crate::store::ClaimRequest::content_keyed`]).
+    pub fn key_is_content_digest(&self) -> bool {
+        self.idempotency_key
+            .strip_prefix(self.source.as_str())
+            .and_then(|rest| rest.strip_prefix("#sha256:"))
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     /// Parses and checks a queue message body: version, exactly one body field, digest.
     ///
     /// # Errors

@@ -9,6 +9,8 @@
 //! - [`queue`]: the [`queue::EventQueue`] port, with [`queue::SqsQueue`] (Amazon SQS) and
 //!   [`queue::MemoryQueue`] (in-process, with SQS's visibility timeout, receive count and redrive);
 //! - [`payload`]: the claim-check store (S3) for envelopes larger than the queue's limit;
+//! - [`sqlite`]: the local pipeline's one database file, shared by its event store, queues and
+//!   claim-check store ([`queue::SqliteQueue`], [`payload::SqlitePayloadStore`]);
 //! - [`store`]: the [`store::EventStore`] port (idempotency claims, leases, status), with
 //!   [`store::DynamoDbEventStore`] and [`store::SqliteEventStore`], and the [`store::EntityStore`]
 //!   port handlers use to keep per-entity state newest-wins;
@@ -29,6 +31,7 @@ pub mod payload;
 pub mod queue;
 pub mod redact;
 pub mod secret;
+pub mod sqlite;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -198,3 +198,89 @@ impl PayloadStore for MemoryPayloadStore {
         &self.bucket
     }
 }
+
+/// The `payloads` table of the local pipeline's database: `key` (the object key), `bytes`.
+pub(crate) const PAYLOADS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS payloads (
+    key   TEXT PRIMARY KEY,
+    bytes BLOB NOT NULL
+);
+";
+
+/// Claim-checked envelopes in the local pipeline's database ([`crate::sqlite`]), for
+/// `doorbell dev`: written before the pointer is enqueued, so a 2xx means both are durable,
+/// and deleted by [`crate::queue::SqliteQueue`] when the last message pointing at one is
+/// deleted (its event done). Nothing stays in memory.
+#[derive(Debug, Clone)]
+pub struct SqlitePayloadStore {
+    db: crate::sqlite::SqliteDb,
+    bucket: String,
+}
+
+fn sqlite_unavailable(operation: &'static str, e: rusqlite::Error) -> PayloadError {
+    PayloadError::Unavailable {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+impl SqlitePayloadStore {
+    /// The store in `db`; `bucket` is the name written into pointers.
+    ///
+    /// # Errors
+    /// [`crate::store::StoreError::Unavailable`] if its table cannot be created.
+    pub fn new(
+        db: crate::sqlite::SqliteDb,
+        bucket: impl Into<String>,
+    ) -> Result<Self, crate::store::StoreError> {
+        db.migrate(PAYLOADS_SCHEMA)?;
+        Ok(Self {
+            db,
+            bucket: bucket.into(),
+        })
+    }
+
+    /// How many envelopes it holds.
+    ///
+    /// # Errors
+    /// [`PayloadError::Unavailable`].
+    pub fn len(&self) -> Result<usize, PayloadError> {
+        self.db
+            .lock()
+            .query_row("SELECT count(*) FROM payloads", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| sqlite_unavailable("count", e))
+    }
+}
+
+#[async_trait::async_trait]
+impl PayloadStore for SqlitePayloadStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), PayloadError> {
+        self.db
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO payloads (key, bytes) VALUES (?1, ?2)",
+                rusqlite::params![key, bytes],
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite_unavailable("put", e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, PayloadError> {
+        use rusqlite::OptionalExtension;
+        self.db
+            .lock()
+            .query_row("SELECT bytes FROM payloads WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| sqlite_unavailable("get", e))?
+            .ok_or_else(|| PayloadError::NotFound {
+                key: key.to_owned(),
+            })
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}

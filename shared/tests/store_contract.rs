@@ -24,6 +24,7 @@ fn req(key: &str, sha: &str, now_ms: i64, lease_ms: i64) -> ClaimRequest {
         lease_expires_at_ms: now_ms + lease_ms,
         expires_at_s: now_ms / 1000 + 7 * 86_400,
         stale_after_ms: 900_000,
+        content_keyed: false,
     }
 }
 
@@ -77,7 +78,8 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
             .await
             .unwrap(),
         ClaimOutcome::Conflict {
-            stored_sha256: "aa".into()
+            stored_sha256: "aa".into(),
+            stored_event_type: "payment_intent.succeeded".into(),
         }
     );
 
@@ -147,6 +149,8 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
         last_error: None,
         outcome: Some("handled".into()),
         payload: None,
+        conflicts: 0,
+        last_conflict_at_ms: None,
     };
     store.put_record(&old).await.unwrap();
     assert_eq!(
@@ -160,6 +164,7 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
     old.status = Status::InProgress;
     old.expires_at_s = Some(NOW / 1000 + 86_400);
     old.body_sha256 = "aa".into();
+    old.event_type = "payment_intent.succeeded".into();
     old.updated_at_ms = Some(NOW - 1_000);
     store.put_record(&old).await.unwrap();
     assert!(matches!(
@@ -223,6 +228,324 @@ async fn contract<S: EventStore + EntityStore>(store: &S, p: &str) {
     );
     assert!(store.get_entity("order", "nope").await.unwrap().is_none());
     assert!(store.get(&k("never")).await.unwrap().is_none());
+}
+
+/// One row of the claim rule ([`doorbell::store::decide`]): a record already under the key
+/// (or none), a claim, and what the claim must find.
+struct Case {
+    name: &'static str,
+    /// `None`: no record.
+    status: Option<Status>,
+    lease_ms: Option<i64>,
+    updated_ms: Option<i64>,
+    /// Dedupe window end, epoch seconds.
+    expires_s: Option<i64>,
+    stored_type: &'static str,
+    stored_sha: &'static str,
+    /// The claim's event type and body digest.
+    claim_type: &'static str,
+    claim_sha: &'static str,
+    content_keyed: bool,
+    expect: &'static str,
+}
+
+const T: &str = "payment_intent.succeeded";
+const LIVE: Option<i64> = Some(NOW + 60_000);
+const ENDED: Option<i64> = Some(NOW - 1);
+const WINDOW_OPEN: Option<i64> = Some(NOW / 1000 + 86_400);
+const WINDOW_OVER: Option<i64> = Some(NOW / 1000 - 86_400);
+
+fn cases() -> Vec<Case> {
+    let base = || Case {
+        name: "",
+        status: None,
+        lease_ms: None,
+        updated_ms: Some(NOW - 1_000),
+        expires_s: WINDOW_OPEN,
+        stored_type: T,
+        stored_sha: "aa",
+        claim_type: T,
+        claim_sha: "aa",
+        content_keyed: false,
+        expect: "",
+    };
+    use Status::*;
+    vec![
+        Case {
+            name: "no record",
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "processed, same event",
+            status: Some(Processed),
+            expect: "duplicate",
+            ..base()
+        },
+        Case {
+            name: "failed, same event (retry or redrive)",
+            status: Some(Failed),
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "in progress, live lease",
+            status: Some(InProgress),
+            lease_ms: LIVE,
+            expect: "in_progress",
+            ..base()
+        },
+        Case {
+            name: "in progress, lease ended (dead worker)",
+            status: Some(InProgress),
+            lease_ms: ENDED,
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "in progress, no lease, updated recently",
+            status: Some(InProgress),
+            expect: "in_progress",
+            ..base()
+        },
+        Case {
+            name: "in progress, no lease, stale",
+            status: Some(InProgress),
+            updated_ms: Some(NOW - 900_001),
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "processed, other body",
+            status: Some(Processed),
+            claim_sha: "bb",
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "failed, other body",
+            status: Some(Failed),
+            claim_sha: "bb",
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "in progress, lease ended, other body",
+            status: Some(InProgress),
+            lease_ms: ENDED,
+            claim_sha: "bb",
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "in progress, live lease, other body",
+            status: Some(InProgress),
+            lease_ms: LIVE,
+            claim_sha: "bb",
+            expect: "in_progress",
+            ..base()
+        },
+        Case {
+            name: "processed, replayed under another type",
+            status: Some(Processed),
+            claim_type: "orders/paid",
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "failed, replayed under another type",
+            status: Some(Failed),
+            claim_type: "orders/paid",
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "content key, processed, re-encoded body",
+            status: Some(Processed),
+            claim_sha: "bb",
+            content_keyed: true,
+            expect: "duplicate",
+            ..base()
+        },
+        Case {
+            name: "content key, failed, re-encoded body",
+            status: Some(Failed),
+            claim_sha: "bb",
+            content_keyed: true,
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "content key, processed, another type",
+            status: Some(Processed),
+            claim_type: "orders/paid",
+            content_keyed: true,
+            expect: "conflict",
+            ..base()
+        },
+        Case {
+            name: "window over, processed",
+            status: Some(Processed),
+            expires_s: WINDOW_OVER,
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "window over, processed, other body",
+            status: Some(Processed),
+            expires_s: WINDOW_OVER,
+            claim_sha: "bb",
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "window over, dead worker, other body (a day later)",
+            status: Some(InProgress),
+            lease_ms: ENDED,
+            expires_s: WINDOW_OVER,
+            claim_sha: "bb",
+            expect: "claimed",
+            ..base()
+        },
+        Case {
+            name: "window over, live lease",
+            status: Some(InProgress),
+            lease_ms: LIVE,
+            expires_s: WINDOW_OVER,
+            expect: "in_progress",
+            ..base()
+        },
+        Case {
+            name: "no window recorded, processed",
+            status: Some(Processed),
+            expires_s: None,
+            expect: "duplicate",
+            ..base()
+        },
+    ]
+}
+
+fn outcome_name(o: &ClaimOutcome) -> &'static str {
+    match o {
+        ClaimOutcome::Claimed { .. } => "claimed",
+        ClaimOutcome::Duplicate => "duplicate",
+        ClaimOutcome::InProgress { .. } => "in_progress",
+        ClaimOutcome::Conflict { .. } => "conflict",
+    }
+}
+
+/// Runs every [`cases`] row against `store`, and checks [`doorbell::store::decide`] agrees.
+async fn claim_rule<S: EventStore>(store: &S, prefix: &str) {
+    for (i, c) in cases().into_iter().enumerate() {
+        let key = format!("{prefix}#rule-{i}");
+        let mut claim = req(&key, c.claim_sha, NOW, 30_000);
+        claim.event_type = c.claim_type.into();
+        claim.content_keyed = c.content_keyed;
+        let existing = c.status.map(|status| EventRecord {
+            key: key.clone(),
+            source: "stripe".into(),
+            provider: "stripe".into(),
+            event_id: format!("rule-{i}"),
+            event_type: c.stored_type.into(),
+            status,
+            attempts: 1,
+            received_at: "2023-11-14T22:13:20.000Z".into(),
+            processed_at_ms: None,
+            lease_expires_at_ms: c.lease_ms,
+            updated_at_ms: c.updated_ms,
+            expires_at_s: c.expires_s,
+            body_sha256: c.stored_sha.into(),
+            last_error: None,
+            outcome: None,
+            payload: None,
+            conflicts: 0,
+            last_conflict_at_ms: None,
+        });
+        if let Some(r) = &existing {
+            store.put_record(r).await.unwrap();
+        }
+        let decided = doorbell::store::decide(existing.as_ref(), &claim)
+            .as_ref()
+            .map_or("claimed", outcome_name);
+        assert_eq!(decided, c.expect, "decide(): {}", c.name);
+        let got = store.claim(&claim).await.unwrap();
+        assert_eq!(outcome_name(&got), c.expect, "{}: {got:?}", c.name);
+        let after = store.get(&key).await.unwrap().unwrap();
+        if c.expect == "claimed" {
+            assert_eq!(
+                (
+                    after.status,
+                    after.event_type.as_str(),
+                    after.body_sha256.as_str()
+                ),
+                (Status::InProgress, c.claim_type, c.claim_sha),
+                "{}",
+                c.name
+            );
+        } else {
+            assert_eq!(
+                Some(&after),
+                existing.as_ref(),
+                "{}: refused claims write nothing",
+                c.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_store_applies_the_claim_rule_table() {
+    claim_rule(&SqliteEventStore::in_memory().unwrap(), "stripe").await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_applies_the_claim_rule_table_on_moto() {
+    let config = testing::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = testing::unique("claim-rule");
+    DynamoDbEventStore::create_table(&client, &table)
+        .await
+        .unwrap();
+    claim_rule(&DynamoDbEventStore::new(client, &table), "stripe").await;
+}
+
+async fn conflicts_are_counted<S: EventStore>(store: &S) {
+    let key = "stripe#evt_conflict";
+    store.claim(&req(key, "aa", NOW, 30_000)).await.unwrap();
+    store.complete(key, 1, "handled", NOW + 1).await.unwrap();
+    store.record_conflict(key, NOW + 5).await.unwrap();
+    store.record_conflict(key, NOW + 9).await.unwrap();
+    let r = store.get(key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.status,
+            r.conflicts,
+            r.last_conflict_at_ms,
+            r.body_sha256.as_str()
+        ),
+        (Status::Processed, 2, Some(NOW + 9), "aa")
+    );
+    store.record_conflict("stripe#never", NOW).await.unwrap();
+    assert!(
+        store.get("stripe#never").await.unwrap().is_none(),
+        "a conflict never creates a record"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store_counts_conflicts() {
+    conflicts_are_counted(&SqliteEventStore::in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_counts_conflicts_on_moto() {
+    let config = testing::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = testing::unique("conflicts");
+    DynamoDbEventStore::create_table(&client, &table)
+        .await
+        .unwrap();
+    conflicts_are_counted(&DynamoDbEventStore::new(client, &table)).await;
 }
 
 #[tokio::test]

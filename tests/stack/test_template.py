@@ -307,6 +307,14 @@ def test_alarms_cover_dlq_depth_queue_age_ingest_errors_and_rejected_signatures(
     assert filt["MetricTransformations"][0]["MetricName"] == "SignatureRejected"
 
 
+def test_conflicting_deliveries_are_counted_from_the_worker_log(cfn_standard):
+    filt = cfn_standard["Resources"]["IdempotencyConflictMetricFilter"]["Properties"]
+    assert filt["FilterPattern"] == '{ $.fields.metric = "IdempotencyConflict" }'
+    assert filt["LogGroupName"] == {"Ref": "WorkerLogGroup"}
+    assert filt["MetricTransformations"][0] == {
+        "MetricNamespace": "Doorbell", "MetricName": "IdempotencyConflict", "MetricValue": "1", "DefaultValue": 0}
+
+
 def test_no_secret_value_in_the_template():
     text = TEMPLATE.read_text()
     for needle in ("whsec_", "shpss_", "SecretString", "-----BEGIN"):

@@ -15,7 +15,12 @@
 //!    [`WorkerConfig::lease_ceiling_ms`];
 //!    - already `PROCESSED` → acknowledged, nothing runs (a duplicate delivery);
 //!    - held by a live lease elsewhere → reported, SQS delivers it again later;
-//!    - same key, different body → logged as a conflict, acknowledged, nothing runs;
+//!    - same key, another event type or body ([`doorbell::store::decide`]) → a conflict:
+//!      nothing runs, the record counts it, and the message is sent to the dead-letter queue
+//!      with reason `conflict` (metric `IdempotencyConflict`) for the operator to decide, then
+//!      acknowledged ([`RecordOutcome::Conflict`]); if that send fails, or there is no
+//!      dead-letter queue, the record is reported, so the redrive policy moves it there: a
+//!      conflicting delivery is never deleted;
 //!    - store unavailable → reported;
 //! 3. run the handler registered for `(source, event type)`; none → `PROCESSED`, outcome
 //!    `ignored`;
@@ -152,8 +157,9 @@ pub enum RecordOutcome {
     Duplicate,
     /// Another attempt holds a live lease: reported for retry.
     InProgressElsewhere,
-    /// Same key, different body: acknowledged, not run.
-    Conflict,
+    /// Same key, another event type or body: not run, sent to the dead-letter queue with
+    /// reason `conflict` and acknowledged.
+    Conflict(String),
     /// The handler failed (or panicked): `FAILED`, reported.
     HandlerFailed(String),
     /// Not an envelope: reported (ends in the dead-letter queue).
@@ -187,7 +193,8 @@ impl RecordOutcome {
             RecordOutcome::HandlerFailed(r)
             | RecordOutcome::BadEnvelope(r)
             | RecordOutcome::StoreFailed(r)
-            | RecordOutcome::Rejected(r) => r,
+            | RecordOutcome::Rejected(r)
+            | RecordOutcome::Conflict(r) => r,
             _ => "",
         }
     }
@@ -199,12 +206,37 @@ impl RecordOutcome {
             RecordOutcome::Ignored => "ignored",
             RecordOutcome::Duplicate => "duplicate",
             RecordOutcome::InProgressElsewhere => "in_progress_elsewhere",
-            RecordOutcome::Conflict => "conflict",
+            RecordOutcome::Conflict(_) => "conflict",
             RecordOutcome::HandlerFailed(_) => "handler_failed",
             RecordOutcome::BadEnvelope(_) => "bad_envelope",
             RecordOutcome::StoreFailed(_) => "store_failed",
             RecordOutcome::BlockedByGroup => "blocked_by_group",
             RecordOutcome::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Why a message goes straight to the dead-letter queue.
+#[derive(Debug, Clone, Copy)]
+enum DeadLetterReason {
+    /// The handler returned `Reject`.
+    Rejected,
+    /// A claim found the key taken by another event type or body.
+    Conflict,
+}
+
+impl DeadLetterReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::Conflict => "conflict",
+        }
+    }
+
+    fn metric(self) -> &'static str {
+        match self {
+            DeadLetterReason::Rejected => "EventRejected",
+            DeadLetterReason::Conflict => "IdempotencyConflict",
         }
     }
 }
@@ -410,18 +442,27 @@ impl Worker {
         report.idempotency_key = Some(envelope.idempotency_key.clone());
         report.event_id = Some(envelope.event_id.clone());
         report.outcome = match self.run(&envelope, deadline_ms).await {
-            RecordOutcome::Rejected(reason) => self.dead_letter(record, &envelope, reason).await,
+            RecordOutcome::Rejected(reason) => {
+                self.dead_letter(record, &envelope, DeadLetterReason::Rejected, reason)
+                    .await
+            }
+            RecordOutcome::Conflict(reason) => {
+                self.dead_letter(record, &envelope, DeadLetterReason::Conflict, reason)
+                    .await
+            }
             other => other,
         };
         report
     }
 
-    /// Sends a rejected record's message to the dead-letter queue as it came (body, source and
-    /// event type attributes, FIFO group), adding a `rejected_reason` attribute when it fits.
+    /// Sends a rejected or conflicting record's message to the dead-letter queue as it came
+    /// (body, source and event type attributes, FIFO group), adding `dead_letter_reason`
+    /// (`rejected` or `conflict`) and, when it fits, `rejected_reason` (the detail).
     async fn dead_letter(
         &self,
         record: &SqsMessage,
         envelope: &Envelope,
+        why: DeadLetterReason,
         reason: String,
     ) -> RecordOutcome {
         let Some(dlq) = &self.dead_letter else {
@@ -432,6 +473,7 @@ impl Worker {
             attributes: vec![
                 ("source", envelope.source.clone()),
                 ("event_type", envelope.event_type.clone()),
+                ("dead_letter_reason", why.as_str().to_owned()),
                 ("rejected_reason", reason.chars().take(256).collect()),
             ],
             group_id: record.attributes.get("MessageGroupId").cloned(),
@@ -449,12 +491,15 @@ impl Worker {
             Ok(_) => {
                 tracing::warn!(
                     idempotency_key = %envelope.idempotency_key, event_id = %envelope.event_id,
-                    reason = %reason, metric = "EventRejected", "rejected; sent to the dead-letter queue"
+                    reason = %reason, metric = why.metric(), "{}; sent to the dead-letter queue", why.as_str()
                 );
-                RecordOutcome::Rejected(reason)
+                match why {
+                    DeadLetterReason::Rejected => RecordOutcome::Rejected(reason),
+                    DeadLetterReason::Conflict => RecordOutcome::Conflict(reason),
+                }
             }
             Err(e) => {
-                tracing::error!(idempotency_key = %envelope.idempotency_key, error = %e, "could not dead-letter a rejected event; it will be retried");
+                tracing::error!(idempotency_key = %envelope.idempotency_key, error = %e, "could not dead-letter the event; it will be retried");
                 RecordOutcome::HandlerFailed(format!("{reason} (dead-letter send failed: {e})"))
             }
         }
@@ -484,17 +529,27 @@ impl Worker {
             lease_expires_at_ms: self.lease_expires_at(now_ms, deadline_ms),
             expires_at_s: now_ms.div_euclid(1000) + self.config.dedupe_window_s,
             stale_after_ms: self.config.stale_after_ms,
+            content_keyed: envelope.key_is_content_digest(),
         };
         let attempt = match self.store.claim(&claim).await {
             Ok(ClaimOutcome::Claimed { attempts }) => attempts,
             Ok(ClaimOutcome::Duplicate) => return RecordOutcome::Duplicate,
             Ok(ClaimOutcome::InProgress { .. }) => return RecordOutcome::InProgressElsewhere,
-            Ok(ClaimOutcome::Conflict { stored_sha256 }) => {
-                tracing::warn!(
-                    idempotency_key = %claim.key, stored_sha256 = %stored_sha256, body_sha256 = %claim.body_sha256,
-                    metric = "IdempotencyConflict", "same event id with a different body; first kept"
-                );
-                return RecordOutcome::Conflict;
+            Ok(ClaimOutcome::Conflict {
+                stored_sha256,
+                stored_event_type,
+            }) => {
+                if let Err(e) = self.store.record_conflict(&claim.key, now_ms).await {
+                    tracing::error!(idempotency_key = %claim.key, error = %e, "could not count the conflict");
+                }
+                return RecordOutcome::Conflict(format!(
+                    "conflict: {} was first received as {} with body sha256 {}; this delivery is {} with body sha256 {}",
+                    claim.key,
+                    stored_event_type,
+                    stored_sha256,
+                    claim.event_type,
+                    claim.body_sha256
+                ));
             }
             Err(e) => return RecordOutcome::StoreFailed(e.to_string()),
         };

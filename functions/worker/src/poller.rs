@@ -42,14 +42,16 @@ pub async fn poll_once(
         .map(|m| m.to_sqs_message(&source.arn, &source.region))
         .collect();
     let (response, reports) = worker.handle_detailed(event, deadline_ms).await;
-    for m in &messages {
-        let failed = response
-            .batch_item_failures
-            .iter()
-            .any(|f| f.item_identifier == m.message_id);
-        if !failed {
-            queue.delete(&m.receipt_handle).await?;
-        }
-    }
+    let done: Vec<&str> = messages
+        .iter()
+        .filter(|m| {
+            !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == m.message_id)
+        })
+        .map(|m| m.receipt_handle.as_str())
+        .collect();
+    queue.delete_batch(&done).await?;
     Ok(reports)
 }

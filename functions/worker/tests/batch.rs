@@ -243,6 +243,8 @@ fn seeded(status: Status, lease: Option<i64>, updated: Option<i64>) -> EventReco
         last_error: None,
         outcome: None,
         payload: None,
+        conflicts: 0,
+        last_conflict_at_ms: None,
     }
 }
 
@@ -441,36 +443,129 @@ async fn rejected_and_panicking_handlers_are_failed_and_reported_without_failing
 }
 
 #[tokio::test]
-async fn same_event_id_with_a_different_body_is_a_conflict_and_runs_nothing() {
-    let handler = Scripted::new(|_| HandlerOutcome::Ok);
-    let s = setup(|r| {
+async fn a_conflict_runs_nothing_and_goes_to_the_dead_letter_queue_never_deleted() {
+    use doorbell::queue::EventQueue;
+    // The first delivery FAILED; a second one under the same key with another body arrives.
+    let handler = Scripted::new(|n| {
+        if n == 1 {
+            HandlerOutcome::Retry("downstream timeout".into())
+        } else {
+            HandlerOutcome::Ok
+        }
+    });
+    let mut s = setup(|r| {
         r.register("stripe", "t", handler.clone());
     });
-    s.worker
-        .handle(
-            sqs_event(&[("m-1", envelope("evt_c", "t", r#"{"a":1}"#).to_json())]),
-            None,
-        )
+    let first = envelope("evt_c", "t", r#"{"a":1}"#).to_json();
+    let second = envelope("evt_c", "t", r#"{"a":2}"#).to_json();
+    let (r, _) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1", first.clone())]), None)
         .await;
+    assert_eq!(failures(&r), ["m-1"]);
+
+    // Without a dead-letter queue the conflicting record is reported, so SQS keeps it and its
+    // redrive policy moves it to the dead-letter queue: it is never acknowledged and lost.
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-2", second.clone())]), None)
+        .await;
+    assert_eq!(failures(&r), ["m-2"]);
+    assert!(
+        reports[0]
+            .outcome
+            .reason()
+            .starts_with("conflict: stripe#evt_c"),
+        "{:?}",
+        reports[0]
+    );
+
+    // With one, it goes there at once with reason `conflict`, is counted, and acknowledged.
+    let dlq = memory_queue("webhooks-dlq", 262_144);
+    s.worker = s.worker.with_dead_letter_queue(dlq.clone());
+    let (r, reports) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-2", second.clone())]), None)
+        .await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(reports[0].outcome.name(), "conflict");
+    assert_eq!(
+        handler.calls(),
+        1,
+        "nothing ran for the conflicting delivery"
+    );
+    let dead = dlq.receive(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, second, "dead-lettered as it came");
+    let attr = |k: &str| {
+        dead[0]
+            .attributes
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    assert_eq!(attr("dead_letter_reason").as_deref(), Some("conflict"));
+    assert!(
+        attr("rejected_reason")
+            .unwrap()
+            .contains(&sha256_hex(br#"{"a":2}"#))
+    );
+    let rec = s.store.get("stripe#evt_c").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.body_sha256, rec.conflicts),
+        (Status::Failed, sha256_hex(br#"{"a":1}"#), 2),
+        "the first delivery stays authoritative; both refusals are counted"
+    );
+    assert_eq!(rec.last_conflict_at_ms, Some(NOW_MS));
+
+    // The first delivery's own retry still runs.
+    let (r, _) = s
+        .worker
+        .handle_detailed(sqs_event(&[("m-1", first)]), None)
+        .await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(handler.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_replay_under_another_event_type_is_a_conflict_not_a_second_event() {
+    let created = Scripted::new(|_| HandlerOutcome::Ok);
+    let paid = Scripted::new(|_| HandlerOutcome::Ok);
+    let mut s = setup(|r| {
+        r.register("stripe", "orders/create", created.clone());
+        r.register("stripe", "orders/paid", paid.clone());
+    });
+    let dlq = memory_queue("webhooks-dlq", 262_144);
+    s.worker = s.worker.with_dead_letter_queue(dlq.clone());
+    let body = r#"{"id":1001}"#;
+    let content_keyed = |kind: &str| {
+        let source = SourceConfig::new("stripe", Provider::Stripe, vec![Secret::new("s")]);
+        let verified = Verified {
+            event_id: "delivery-1".into(),
+            event_type: kind.into(),
+            occurred_at_ms: None,
+            dedupe: doorbell::verify::Dedupe::BodyDigest,
+            reply: None,
+            headers: vec![],
+        };
+        Envelope::new(&source, verified, body.as_bytes(), None, NOW_MS).to_json()
+    };
     let (r, reports) = s
         .worker
         .handle_detailed(
-            sqs_event(&[("m-2", envelope("evt_c", "t", r#"{"a":2}"#).to_json())]),
+            sqs_event(&[
+                ("m-1", content_keyed("orders/create")),
+                ("m-2", content_keyed("orders/paid")),
+                ("m-3", content_keyed("orders/create")),
+            ]),
             None,
         )
         .await;
     assert!(failures(&r).is_empty());
-    assert_eq!(reports[0].outcome, RecordOutcome::Conflict);
-    assert_eq!(handler.calls(), 1);
-    assert_eq!(
-        s.store
-            .get("stripe#evt_c")
-            .await
-            .unwrap()
-            .unwrap()
-            .body_sha256,
-        sha256_hex(br#"{"a":1}"#)
-    );
+    let outcomes: Vec<_> = reports.iter().map(|r| r.outcome.name()).collect();
+    assert_eq!(outcomes, ["processed", "conflict", "duplicate"]);
+    assert_eq!((created.calls(), paid.calls()), (1, 0));
+    assert_eq!(dlq.len(), 1);
 }
 
 #[tokio::test]
@@ -560,10 +655,11 @@ async fn malformed_payment_intent_is_rejected_by_its_handler() {
         .await;
     assert_eq!(failures(&r), ["m-1"]);
     let rec = store.get("stripe#evt_bad").await.unwrap().unwrap();
-    assert!(
-        rec.last_error
-            .unwrap()
-            .starts_with("malformed payment_intent.succeeded")
+    assert_eq!(
+        rec.last_error.as_deref(),
+        Some(
+            "payment_intent.succeeded: field data.object.amount_received is a string, expected a whole number"
+        )
     );
 }
 

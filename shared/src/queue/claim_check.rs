@@ -225,6 +225,10 @@ impl EventQueue for ClaimCheckQueue {
         self.inner.delete(receipt_handle).await
     }
 
+    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        self.inner.delete_batch(receipt_handles).await
+    }
+
     fn max_message_bytes(&self) -> usize {
         MAX_CLAIM_CHECK_BYTES
     }

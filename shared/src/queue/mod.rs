@@ -1,7 +1,8 @@
 //! The queue between ingest and the worker.
 //!
-//! [`EventQueue`] is the port; [`SqsQueue`] is Amazon SQS (standard or FIFO) and [`MemoryQueue`]
-//! an in-process queue with the SQS semantics the worker relies on: a received message is
+//! [`EventQueue`] is the port; [`SqsQueue`] is Amazon SQS (standard or FIFO), [`SqliteQueue`]
+//! the local pipeline's durable queue (`doorbell dev`), and [`MemoryQueue`] an in-process
+//! queue for tests and the demo. The local queues have the SQS semantics the worker relies on: a received message is
 //! invisible for the visibility timeout, every receive increments its receive count, a deleted
 //! message is gone, and a message received `max_receive_count` times is moved to the
 //! dead-letter queue on its next receive (SQS's redrive policy).
@@ -15,6 +16,7 @@
 
 pub mod claim_check;
 mod memory;
+mod sqlite;
 mod sqs;
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 
 pub use claim_check::{ClaimCheckPointer, ClaimCheckQueue};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
+pub use sqlite::SqliteQueue;
 pub use sqs::SqsQueue;
 
 /// SQS's default maximum message size, bytes (256 KiB); body plus message attributes.
@@ -154,6 +157,18 @@ pub trait EventQueue: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`QueueError::Unavailable`].
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
+
+    /// Deletes several received messages (SQS `DeleteMessageBatch`); by default one
+    /// [`EventQueue::delete`] each.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`]; messages before the failing one may be deleted.
+    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        for handle in receipt_handles {
+            self.delete(handle).await?;
+        }
+        Ok(())
+    }
 
     /// The largest message the queue accepts, bytes.
     fn max_message_bytes(&self) -> usize;

@@ -3,7 +3,8 @@
 //! Item per idempotency key: `pk` (S, `{source}#{event_id}`), `source`, `provider`, `event_id`,
 //! `event_type`, `status`, `received_at` (S); `attempts`, `lease_expires_at` (epoch ms),
 //! `updated_at` (epoch ms), `processed_at` (epoch ms), `expires_at` (N, epoch **seconds**: the
-//! table's TTL attribute); `body_sha256`, `last_error`, `outcome`, `payload` (S).
+//! table's TTL attribute); `body_sha256`, `last_error`, `outcome`, `payload` (S); `conflicts`
+//! and `last_conflict_at` (epoch ms) once a conflicting delivery was refused.
 //! Entities live in the same table under `pk = "@entity#{kind}#{id}"` (`@` never starts a
 //! source name) with `version` (N) and `state` (S, JSON).
 //!
@@ -35,9 +36,12 @@ const CLAIM_UPDATE: &str = "SET #src = :source, provider = :provider, event_id =
     event_type = :event_type, #st = :in_progress, received_at = if_not_exists(received_at, :received_at), \
     attempts = if_not_exists(attempts, :zero) + :one, lease_expires_at = :lease, updated_at = :now, \
     body_sha256 = :sha, expires_at = :exp";
-const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR (expires_at < :now_s AND #st <> :in_progress) OR \
-    (body_sha256 = :sha AND (#st = :failed OR (#st = :in_progress AND (lease_expires_at < :now OR \
-    (attribute_not_exists(lease_expires_at) AND (attribute_not_exists(updated_at) OR updated_at < :stale_before))))))";
+/// [`super::decide`]'s rule as a condition: no record, or (no live lease, and (the dedupe
+/// window is over, or the same event type and content, not yet processed)).
+/// `{same_content}` is `AND body_sha256 = :sha`, or nothing for a content key.
+const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR ((#st <> :in_progress OR lease_expires_at < :now OR \
+    (attribute_not_exists(lease_expires_at) AND (attribute_not_exists(updated_at) OR updated_at < :stale_before))) \
+    AND (expires_at < :now_s OR (event_type = :event_type{same_content} AND #st <> :processed)))";
 const FINISH_CONDITION: &str = "#st = :in_progress AND attempts = :attempt";
 
 /// The DynamoDB store. Cheap to clone (the SDK client is shared).
@@ -97,6 +101,10 @@ fn item_to_record(key: &str, item: &Item) -> Result<EventRecord, StoreError> {
         last_error: get_s(item, "last_error"),
         outcome: get_s(item, "outcome"),
         payload: get_s(item, "payload"),
+        conflicts: get_n(item, "conflicts")
+            .unwrap_or(0)
+            .clamp(0, u32::MAX as i64) as u32,
+        last_conflict_at_ms: get_n(item, "last_conflict_at"),
     })
 }
 
@@ -187,7 +195,7 @@ impl EventStore for DynamoDbEventStore {
             (":event_id".into(), s(&req.event_id)),
             (":event_type".into(), s(&req.event_type)),
             (":in_progress".into(), s(Status::InProgress.as_str())),
-            (":failed".into(), s(Status::Failed.as_str())),
+            (":processed".into(), s(Status::Processed.as_str())),
             (":received_at".into(), s(&req.received_at)),
             (":zero".into(), n(0)),
             (":one".into(), n(1)),
@@ -215,7 +223,14 @@ impl EventStore for DynamoDbEventStore {
             .table_name(&self.table)
             .key("pk", s(&req.key))
             .update_expression(update)
-            .condition_expression(CLAIM_CONDITION)
+            .condition_expression(CLAIM_CONDITION.replace(
+                "{same_content}",
+                if req.content_keyed {
+                    ""
+                } else {
+                    " AND body_sha256 = :sha"
+                },
+            ))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::UpdatedNew)
@@ -319,6 +334,28 @@ impl EventStore for DynamoDbEventStore {
             .transpose()
     }
 
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        // Only on a record that exists: a conflict never creates one.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression(
+                "SET conflicts = if_not_exists(conflicts, :zero) + :one, last_conflict_at = :now",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                e => Err(unavailable("record_conflict", e)),
+            })
+    }
+
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         let mut item: Item = HashMap::from([
             ("pk".into(), s(&r.key)),
@@ -336,7 +373,11 @@ impl EventStore for DynamoDbEventStore {
             ("lease_expires_at", r.lease_expires_at_ms),
             ("updated_at", r.updated_at_ms),
             ("expires_at", r.expires_at_s),
+            ("last_conflict_at", r.last_conflict_at_ms),
         ];
+        if r.conflicts > 0 {
+            item.insert("conflicts".into(), n(r.conflicts));
+        }
         for (k, v) in opt_n {
             if let Some(v) = v {
                 item.insert(k.into(), n(v));

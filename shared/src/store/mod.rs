@@ -10,15 +10,29 @@
 //!                     FAILED
 //! ```
 //!
-//! A claim succeeds ([`ClaimOutcome::Claimed`]) when there is no record, the record is
-//! `FAILED`, the record is `IN_PROGRESS` with a lease that has expired (or, for a record written
-//! without a lease, was last updated longer ago than the stale limit), or its `expires_at` (the
-//! dedupe window, epoch **seconds**) has passed. Otherwise it says why, from the record it found:
-//! [`ClaimOutcome::Duplicate`] (already `PROCESSED`), [`ClaimOutcome::InProgress`] (another
-//! worker holds a live lease) or [`ClaimOutcome::Conflict`] (same key, different body digest:
-//! the first payload stays authoritative). [`decide`] is that rule as a pure function; the
-//! SQLite store runs it in a transaction, the DynamoDB store as one conditional write whose
-//! condition is the same rule and whose `ALL_OLD` return value is classified with [`decide`].
+//! The claim rule ([`decide`]), in this order, over the record found under the key:
+//!
+//! | record | outcome |
+//! |---|---|
+//! | none | claimed |
+//! | `IN_PROGRESS` with a live lease (or, written without a lease, updated within the stale limit) | [`ClaimOutcome::InProgress`]: another worker may be running the handler; retry later |
+//! | its dedupe window is over (`expires_at`, epoch **seconds**, passed) | claimed: a new event under a forgotten key |
+//! | another event type, or another body digest where the key does not pin the content | [`ClaimOutcome::Conflict`]: the first stays authoritative, nothing runs |
+//! | `FAILED` | claimed (a retry or a redrive) |
+//! | `PROCESSED` | [`ClaimOutcome::Duplicate`]: acknowledge, run nothing |
+//! | `IN_PROGRESS` whose lease ended (a worker that died or timed out) | claimed: taken over |
+//!
+//! The event type is part of what must match because it decides which handler runs, and for
+//! providers that sign only the body it comes from an unsigned header: a captured delivery
+//! replayed under another type is a conflict, never a second event. Where the key is a digest
+//! of the signed content ([`ClaimRequest::content_keyed`]: GitHub, Shopify, Twilio, generic
+//! HMAC with a header id) a different raw body under it is a re-encoding of the same signed
+//! content (Twilio's form parameters), so the body digest is not compared.
+//!
+//! The SQLite store runs [`decide`] in a transaction; the DynamoDB store writes with one
+//! conditional `UpdateItem` whose condition is the same rule, and classifies a refusal by
+//! running [`decide`] on the `ALL_OLD` item it returns. `tests/store_contract.rs` runs one
+//! table of these cases against both.
 //!
 //! `complete` and `fail` only apply to the attempt that holds the claim (`IN_PROGRESS` with the
 //! same `attempts`); otherwise [`StoreError::LeaseLost`].
@@ -110,6 +124,9 @@ pub struct ClaimRequest {
     pub expires_at_s: i64,
     /// A record `IN_PROGRESS` without a lease is stale once not updated for this long, ms.
     pub stale_after_ms: i64,
+    /// True when the key is a digest of the signed content (`{source}#sha256:…`): a different
+    /// raw body under it is a re-encoding, not a conflict. See the module docs.
+    pub content_keyed: bool,
 }
 
 /// What a claim found.
@@ -127,10 +144,12 @@ pub enum ClaimOutcome {
         /// When that lease ends, epoch ms.
         lease_expires_at_ms: Option<i64>,
     },
-    /// Same key, different body: keep the first, run nothing.
+    /// Same key, another event type or body: keep the first, run nothing.
     Conflict {
         /// The stored body's digest.
         stored_sha256: String,
+        /// The stored event type.
+        stored_event_type: String,
     },
 }
 
@@ -169,41 +188,46 @@ pub struct EventRecord {
     pub outcome: Option<String>,
     /// Stored body, if it fit.
     pub payload: Option<String>,
+    /// Deliveries refused as conflicts under this key ([`EventStore::record_conflict`]).
+    pub conflicts: u32,
+    /// Epoch ms of the last conflict.
+    pub last_conflict_at_ms: Option<i64>,
 }
 
 /// Whether `req` may claim over `existing`: `None` means yes, otherwise the outcome that says
 /// why not. See the module docs for the rule.
 pub fn decide(existing: Option<&EventRecord>, req: &ClaimRequest) -> Option<ClaimOutcome> {
     let old = existing?;
+    if old.status == Status::InProgress {
+        let live = match old.lease_expires_at_ms {
+            Some(lease) => lease >= req.now_ms,
+            None => old
+                .updated_at_ms
+                .is_some_and(|u| u >= req.now_ms - req.stale_after_ms),
+        };
+        if live {
+            return Some(ClaimOutcome::InProgress {
+                lease_expires_at_ms: old.lease_expires_at_ms,
+            });
+        }
+    }
     if old
         .expires_at_s
         .is_some_and(|e| e < req.now_ms.div_euclid(1000))
     {
         return None;
     }
-    if old.body_sha256 != req.body_sha256 {
+    if old.event_type != req.event_type
+        || (!req.content_keyed && old.body_sha256 != req.body_sha256)
+    {
         return Some(ClaimOutcome::Conflict {
             stored_sha256: old.body_sha256.clone(),
+            stored_event_type: old.event_type.clone(),
         });
     }
     match old.status {
-        Status::Failed => None,
         Status::Processed => Some(ClaimOutcome::Duplicate),
-        Status::InProgress => {
-            let expired = match old.lease_expires_at_ms {
-                Some(lease) => lease < req.now_ms,
-                None => old
-                    .updated_at_ms
-                    .is_none_or(|u| u < req.now_ms - req.stale_after_ms),
-            };
-            if expired {
-                None
-            } else {
-                Some(ClaimOutcome::InProgress {
-                    lease_expires_at_ms: old.lease_expires_at_ms,
-                })
-            }
-        }
+        Status::Failed | Status::InProgress => None,
     }
 }
 
@@ -274,6 +298,13 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Counts a delivery refused as a [`ClaimOutcome::Conflict`] on `key`'s record
+    /// (`conflicts` + 1, `last_conflict_at_ms` = `now_ms`); the record is otherwise unchanged.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 
     /// Writes a whole record unconditionally: for operators' tools (reset, import) and tests.
     ///
@@ -368,6 +399,7 @@ mod tests {
             lease_expires_at_ms: now_ms + 30_000,
             expires_at_s: now_ms / 1000 + 86_400,
             stale_after_ms: 900_000,
+            content_keyed: false,
         }
     }
 
@@ -389,6 +421,8 @@ mod tests {
             last_error: None,
             outcome: None,
             payload: None,
+            conflicts: 0,
+            last_conflict_at_ms: None,
         }
     }
 
@@ -444,16 +478,56 @@ mod tests {
     }
 
     #[test]
-    fn different_body_is_a_conflict_whatever_the_status() {
+    fn different_body_or_type_is_a_conflict_unless_a_live_lease_holds_it() {
+        let conflict = Some(ClaimOutcome::Conflict {
+            stored_sha256: "bb".into(),
+            stored_event_type: "t".into(),
+        });
         for s in [Status::Processed, Status::Failed, Status::InProgress] {
             let mut r = rec(s);
             r.body_sha256 = "bb".into();
-            assert_eq!(
-                decide(Some(&r), &req(NOW)),
-                Some(ClaimOutcome::Conflict {
-                    stored_sha256: "bb".into()
-                })
-            );
+            assert_eq!(decide(Some(&r), &req(NOW)), conflict, "{s}");
         }
+        let mut r = rec(Status::Processed);
+        r.event_type = "other".into();
+        assert!(matches!(
+            decide(Some(&r), &req(NOW)),
+            Some(ClaimOutcome::Conflict { .. })
+        ));
+        let mut r = rec(Status::InProgress);
+        r.body_sha256 = "bb".into();
+        r.lease_expires_at_ms = Some(NOW + 1);
+        assert!(matches!(
+            decide(Some(&r), &req(NOW)),
+            Some(ClaimOutcome::InProgress { .. })
+        ));
+    }
+
+    #[test]
+    fn a_content_key_ignores_the_raw_body_but_not_the_type() {
+        let mut q = req(NOW);
+        q.content_keyed = true;
+        let mut r = rec(Status::Processed);
+        r.body_sha256 = "re-encoded".into();
+        assert_eq!(decide(Some(&r), &q), Some(ClaimOutcome::Duplicate));
+        r.event_type = "orders/paid".into();
+        assert!(matches!(
+            decide(Some(&r), &q),
+            Some(ClaimOutcome::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn an_ended_dedupe_window_frees_the_key_unless_a_live_lease_holds_it() {
+        let mut r = rec(Status::InProgress);
+        r.expires_at_s = Some(NOW / 1000 - 10);
+        r.body_sha256 = "bb".into();
+        r.lease_expires_at_ms = Some(NOW - 1);
+        assert_eq!(decide(Some(&r), &req(NOW)), None);
+        r.lease_expires_at_ms = Some(NOW + 1_000);
+        assert!(matches!(
+            decide(Some(&r), &req(NOW)),
+            Some(ClaimOutcome::InProgress { .. })
+        ));
     }
 }

@@ -3,12 +3,12 @@
 //! Tables: `webhook_events` (one row per idempotency key: `pk`, `source`, `provider`,
 //! `event_id`, `topic` (the event type), `payload`, `body_sha256`, `status`, `received_at`,
 //! `processed_at`, `attempts`, `lease_expires_at`, `updated_at`, `expires_at`, `last_error`,
-//! `outcome`) and `entities` (`kind`, `id`, `version`, `state`). A claim is one `IMMEDIATE`
+//! `outcome`, `conflicts`, `last_conflict_at`) and `entities` (`kind`, `id`, `version`,
+//! `state`, `deleted`, `writes`: how many times the state was written). A claim is one `IMMEDIATE`
 //! transaction that reads the row, applies [`super::decide`] and writes, so concurrent workers
 //! (threads or processes on the same file) serialise on it.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -16,6 +16,7 @@ use super::{
     ClaimOutcome, ClaimRequest, Entity, EntityStore, EntityWrite, EventRecord, EventStore, Status,
     StoreError, decide, truncate_error,
 };
+use crate::sqlite::{SqliteDb, unavailable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhook_events (
@@ -34,7 +35,9 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     updated_at       INTEGER,
     expires_at       INTEGER,
     last_error       TEXT,
-    outcome          TEXT
+    outcome          TEXT,
+    conflicts        INTEGER NOT NULL DEFAULT 0,
+    last_conflict_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS entities (
     kind    TEXT NOT NULL,
@@ -42,77 +45,91 @@ CREATE TABLE IF NOT EXISTS entities (
     version INTEGER NOT NULL,
     state   TEXT NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0,
+    writes  INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (kind, id)
 );
 ";
 
-const COLUMNS: &str = "pk, source, provider, event_id, topic, status, attempts, received_at, processed_at, lease_expires_at, updated_at, expires_at, body_sha256, last_error, outcome, payload";
+const COLUMNS: &str = "pk, source, provider, event_id, topic, status, attempts, received_at, processed_at, lease_expires_at, updated_at, expires_at, body_sha256, last_error, outcome, payload, conflicts, last_conflict_at";
+
+/// Columns added after the first release, with the statement that adds each to an older file.
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+    (
+        "entities",
+        "deleted",
+        "ALTER TABLE entities ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "entities",
+        "writes",
+        "ALTER TABLE entities ADD COLUMN writes INTEGER NOT NULL DEFAULT 1",
+    ),
+    (
+        "webhook_events",
+        "conflicts",
+        "ALTER TABLE webhook_events ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "webhook_events",
+        "last_conflict_at",
+        "ALTER TABLE webhook_events ADD COLUMN last_conflict_at INTEGER",
+    ),
+];
 
 /// The SQLite store. Cloning shares the connection.
 #[derive(Debug, Clone)]
 pub struct SqliteEventStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-fn unavailable(operation: &'static str, e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable {
-        operation,
-        message: e.to_string(),
-    }
+    db: SqliteDb,
 }
 
 impl SqliteEventStore {
-    /// Opens (creating if needed) the database file at `path`, in write-ahead-log mode with
-    /// `synchronous = NORMAL` (<https://sqlite.org/wal.html>, <https://sqlite.org/pragma.html#pragma_synchronous>):
-    /// a commit is one append to the log, synced at checkpoints rather than on every commit. A
-    /// commit survives the process crashing or being killed; a power loss or an OS crash can
-    /// undo the last commits (never corrupt the file). This store is the local pipeline's
-    /// (`doorbell dev`, whose in-process queue does not survive even a process crash);
-    /// deployed, the event store is DynamoDB. The `-wal` and `-shm` files beside it belong to it.
+    /// The store in `db` (its tables created if needed): the local pipeline's database, which
+    /// the queue and the payload store share ([`crate::sqlite`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the tables cannot be created or migrated.
+    pub fn new(db: SqliteDb) -> Result<Self, StoreError> {
+        db.migrate(SCHEMA)?;
+        let conn = db.lock();
+        // Files written by earlier versions gain the columns added since.
+        for (table, column, ddl) in ADDED_COLUMNS {
+            let has = conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+                .and_then(|mut st| st.exists([table, column]))
+                .map_err(|e| unavailable("open", e))?;
+            if !has {
+                conn.execute_batch(ddl)
+                    .map_err(|e| unavailable("open", e))?;
+            }
+        }
+        drop(conn);
+        Ok(Self { db })
+    }
+
+    /// Opens (creating if needed) the database file at `path` ([`SqliteDb::open`]: write-ahead
+    /// log, a commit survives the process being killed) and the store in it.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if it cannot be opened or migrated.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(|e| unavailable("open", e))?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
-            .map_err(|e| unavailable("open", e))?;
-        Self::init(conn)
+        Self::new(SqliteDb::open(path)?)
     }
 
-    /// A private in-memory database.
+    /// A store in a private in-memory database.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if SQLite cannot allocate it.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(|e| unavailable("open", e))?;
-        Self::init(conn)
+        Self::new(SqliteDb::in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| unavailable("open", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| unavailable("open", e))?;
-        // Files written before entities had tombstones gain the column.
-        let has_deleted = conn
-            .prepare("SELECT 1 FROM pragma_table_info('entities') WHERE name = 'deleted'")
-            .and_then(|mut st| st.exists([]))
-            .map_err(|e| unavailable("open", e))?;
-        if !has_deleted {
-            conn.execute_batch(
-                "ALTER TABLE entities ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
-            )
-            .map_err(|e| unavailable("open", e))?;
-        }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+    /// The database the store lives in.
+    pub fn db(&self) -> &SqliteDb {
+        &self.db
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // rusqlite rolls back an unfinished transaction on drop, so a poisoned lock is safe.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.lock()
     }
 
     /// All records, oldest key first (for the CLI's inspection).
@@ -131,6 +148,23 @@ impl SqliteEventStore {
             .map_err(|e| unavailable("scan", e))?;
         rows.map(|r| r.map_err(|e| unavailable("scan", e))?)
             .collect()
+    }
+
+    /// How many times `(kind, id)`'s state was written (a write the ordering guard refused is
+    /// not one); `None` if it was never written. The local pipeline's audit of side effects.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub fn entity_writes(&self, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT writes FROM entities WHERE kind = ?1 AND id = ?2",
+                [kind, id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map(|n| n.max(0) as u64))
+            .map_err(|e| unavailable("get_entity", e))
     }
 }
 
@@ -162,6 +196,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
         last_error: row.get(13)?,
         outcome: row.get(14)?,
         payload: row.get(15)?,
+        conflicts: row.get(16)?,
+        last_conflict_at_ms: row.get(17)?,
     }))
 }
 
@@ -293,14 +329,24 @@ impl EventStore for SqliteEventStore {
         read(&self.lock(), key)
     }
 
+    async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE webhook_events SET conflicts = conflicts + 1, last_conflict_at = ?2 WHERE pk = ?1",
+                params![key, now_ms],
+            )
+            .map_err(|e| unavailable("record_conflict", e))?;
+        Ok(())
+    }
+
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         self.lock()
             .execute(
-                &format!("INSERT OR REPLACE INTO webhook_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                &format!("INSERT OR REPLACE INTO webhook_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     r.key, r.source, r.provider, r.event_id, r.event_type, r.status.as_str(), r.attempts,
                     r.received_at, r.processed_at_ms, r.lease_expires_at_ms, r.updated_at_ms, r.expires_at_s,
-                    r.body_sha256, r.last_error, r.outcome, r.payload
+                    r.body_sha256, r.last_error, r.outcome, r.payload, r.conflicts, r.last_conflict_at_ms
                 ],
             )
             .map_err(|e| unavailable("put", e))?;
@@ -321,7 +367,8 @@ impl EntityStore for SqliteEventStore {
         let n = conn
             .execute(
                 "INSERT INTO entities (kind, id, version, state) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state,
+                     writes = entities.writes + 1
                  WHERE excluded.version > entities.version AND entities.deleted = 0",
                 params![kind, id, version, state.to_string()],
             )
@@ -354,7 +401,8 @@ impl EntityStore for SqliteEventStore {
             .lock()
             .execute(
                 "INSERT INTO entities (kind, id, version, state, deleted) VALUES (?1, ?2, ?3, ?4, 1)
-                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state, deleted = 1
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state, deleted = 1,
+                     writes = entities.writes + 1
                  WHERE entities.deleted = 0",
                 params![kind, id, version, state.to_string()],
             )
