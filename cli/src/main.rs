@@ -116,14 +116,13 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Demo { faults: true } => "off",
         _ => "error",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .init();
+    // Every field and message is escaped: a source name from the URL cannot forge a line.
+    doorbell::logging::text_subscriber(
+        std::io::stderr,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        default_level,
+    )
+    .init();
     match cli.command {
         Command::Demo { faults } => {
             let ok = if faults {

@@ -99,3 +99,105 @@ fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
         assert!(!text.contains(needle), "log contains {needle:?}: {text}");
     }
 }
+
+/// Sends, through the ingest app with `subscriber` installed: a source name with `%0a`, one with
+/// ESC and NUL (both unknown: 404), and a signed event whose type holds U+2028. Returns what
+/// was logged.
+fn log_of_forging_requests(
+    subscriber: impl tracing::Subscriber + Send + Sync,
+    buffer: &Buffer,
+) -> String {
+    let body = r#"{"id":"evt_log_2","type":"invoice.paid\u2028FAKE","created":1700000000}"#;
+    let sig = stripe::sign(&Secret::new(SECRET), 1_700_000_000, body.as_bytes());
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+            let sources = Sources::from_json(&format!(
+                r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}}]}}"#
+            ))
+            .unwrap();
+            let state = IngestState {
+                sources: Arc::new(StaticCatalog::new(sources)),
+                queue: Arc::new(MemoryQueue::new(
+                    "q",
+                    MemoryQueueConfig::default(),
+                    clock.clone(),
+                )),
+                clock,
+            };
+            for path in ["/webhooks/a%0aFAKE%20LINE", "/webhooks/%1b[31mx%00"] {
+                let req = Request::post(path).body(Body::from(BODY)).unwrap();
+                assert_eq!(
+                    app(state.clone()).oneshot(req).await.unwrap().status(),
+                    404,
+                    "{path}"
+                );
+            }
+            let req = Request::post("/webhooks/stripe")
+                .header("stripe-signature", sig)
+                .body(Body::from(body))
+                .unwrap();
+            assert_eq!(app(state.clone()).oneshot(req).await.unwrap().status(), 200);
+        });
+    });
+    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+}
+
+/// Bytes no log line may carry raw: C0 controls but the line's own end, DEL, C1 controls,
+/// U+2028/U+2029.
+fn assert_no_raw_controls(text: &str) {
+    for line in text.lines() {
+        if let Some(c) = line
+            .chars()
+            .find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            panic!("raw {c:?} in {line:?}");
+        }
+    }
+    assert!(!text.contains('\r'), "{text:?}");
+}
+
+#[test]
+fn request_values_cannot_forge_a_text_log_line() {
+    let buffer = Buffer::default();
+    let subscriber = doorbell::logging::text_subscriber(buffer.clone(), false, "info").finish();
+    let text = log_of_forging_requests(subscriber, &buffer);
+    // One line per event: two rejections and one enqueued event, each starting with its time
+    // and level; nothing a request sent starts a line of its own.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in &lines {
+        assert!(
+            line.starts_with("20") && line.contains(" doorbell_ingest: "),
+            "{line:?}"
+        );
+    }
+    assert_no_raw_controls(&text);
+    assert!(lines[0].contains(r"source=a\nFAKE LINE"), "{text}");
+    assert!(lines[1].contains(r"source=\x1b[31mx\x00"), "{text}");
+    assert!(
+        lines[2].contains(r"event_type=invoice.paid\u{2028}FAKE"),
+        "{text}"
+    );
+}
+
+#[test]
+fn request_values_cannot_forge_a_json_log_line() {
+    let buffer = Buffer::default();
+    let subscriber = doorbell::logging::json_subscriber(buffer.clone());
+    let text = log_of_forging_requests(subscriber, &buffer);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_no_raw_controls(&text);
+    // The values are intact once the JSON is read.
+    assert_eq!(lines[0]["fields"]["source"], "a\nFAKE LINE");
+    assert_eq!(lines[1]["fields"]["source"], "\u{1b}[31mx\0");
+    assert_eq!(lines[2]["fields"]["event_type"], "invoice.paid\u{2028}FAKE");
+}
