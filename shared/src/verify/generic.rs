@@ -6,8 +6,14 @@
 //! the signed content is `{timestamp}.{body}` and the timestamp must be within the tolerance),
 //! and where the event id and type are (`header:<name>` or `json:<JSON pointer>`).
 //! The comparison is constant time over the full digest; a signature of the wrong length or
-//! encoding fails closed. An id from the (signed) body is the idempotency key; an id from a
-//! header is not signed, so the body digest is used instead.
+//! encoding fails closed.
+//!
+//! Only the body (and the timestamp header, when one is configured) is signed; every other
+//! header and the query string can be changed by anyone replaying a captured delivery. So an
+//! id from the body (`json:`) is the idempotency key, while an id from a header (`header:`)
+//! only names the event and the key is the body digest. A type from a header only routes to a
+//! handler: a replay under another type keeps the key, and the event store treats it as a
+//! conflict, never as a second event. The query string is not read.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -289,6 +295,16 @@ mod tests {
         body: &str,
         now: i64,
     ) -> Result<Verified, VerifyError> {
+        check_query(o, headers, body, now, "")
+    }
+
+    fn check_query(
+        o: &HmacOptions,
+        headers: &[(&'static str, String)],
+        body: &str,
+        now: i64,
+        query: &str,
+    ) -> Result<Verified, VerifyError> {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
             h.insert(*k, v.parse().unwrap());
@@ -297,7 +313,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body: body.as_bytes(),
-                query: "",
+                query,
             },
             &source(o.clone()),
             now,
@@ -403,5 +419,56 @@ mod tests {
         )
         .unwrap();
         assert_eq!((v.event_id.as_str(), v.dedupe), ("d-1", Dedupe::BodyDigest));
+    }
+
+    #[test]
+    fn generic_replay_under_other_headers_keeps_the_key() {
+        let key = |o: &HmacOptions, v: Verified| {
+            crate::Envelope::new(&source(o.clone()), v, BODY.as_bytes(), None, 0).idempotency_key
+        };
+        let mut from_headers = opts(
+            Algorithm::Sha256,
+            Encoding::Hex,
+            None,
+            Some("X-Acme-Timestamp"),
+        );
+        from_headers.event_id = Some("header:X-Acme-Delivery".into());
+        from_headers.event_type = Some("header:X-Acme-Event".into());
+        let mut from_body = from_headers.clone();
+        from_body.event_id = Some("json:/id".into());
+        for (o, dedupe) in [
+            (&from_headers, Dedupe::BodyDigest),
+            (&from_body, Dedupe::EventId),
+        ] {
+            let sig = sign(
+                o,
+                &Secret::new("acme-secret"),
+                Some(1_700_000_000),
+                BODY.as_bytes(),
+            );
+            let base = vec![
+                ("x-acme-signature", sig),
+                ("x-acme-timestamp", "1700000000".to_owned()),
+                ("x-acme-delivery", "d-1".to_owned()),
+                ("x-acme-event", "thing.happened".to_owned()),
+            ];
+            let first = check(o, &base, BODY, 1_700_000_000).unwrap();
+            assert_eq!(first.dedupe, dedupe);
+            let want = key(o, first.clone());
+            for (name, value) in [
+                ("x-acme-delivery", "d-2"),
+                ("x-acme-event", "thing.refunded"),
+                ("x-acme-event", "made.up"),
+                ("content-type", "text/plain"),
+            ] {
+                let mut h: Vec<_> = base.iter().filter(|(k, _)| *k != name).cloned().collect();
+                h.push((name, value.to_owned()));
+                let replay = check(o, &h, BODY, 1_700_000_000).unwrap();
+                assert_eq!(replay.dedupe, first.dedupe, "{name}");
+                assert_eq!(key(o, replay), want, "{name}: {value}");
+            }
+            let replay = check_query(o, &base, BODY, 1_700_000_000, "id=x&type=y").unwrap();
+            assert_eq!(replay, first);
+        }
     }
 }

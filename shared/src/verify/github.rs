@@ -14,7 +14,10 @@
 //!   not the delivery GUID (a replayed capture could carry any GUID);
 //! - event id: `X-GitHub-Delivery` (a GUID, kept for logs and the event store); event type:
 //!   `X-GitHub-Event`, with the body's `action` appended (`pull_request.opened`). Being
-//!   unsigned, the event type only routes to a handler, which must parse the body it gets.
+//!   unsigned, the event type only routes to a handler, which must parse the body it gets;
+//! - a captured delivery replayed under another `X-GitHub-Event`, `X-GitHub-Delivery`,
+//!   `X-GitHub-Hook-ID` or query string keeps its key: a duplicate, or a conflict when the type
+//!   differs (the event store keeps the first and runs neither again).
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -150,6 +153,14 @@ mod tests {
     }
 
     fn check(pairs: &[(&'static str, String)], body: &[u8]) -> Result<Verified, VerifyError> {
+        check_query(pairs, body, "")
+    }
+
+    fn check_query(
+        pairs: &[(&'static str, String)],
+        body: &[u8],
+        query: &str,
+    ) -> Result<Verified, VerifyError> {
         let pairs: Vec<(&'static str, &str)> =
             pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let h = headers(&pairs);
@@ -162,7 +173,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body,
-                query: "",
+                query,
             },
             &src,
             0,
@@ -264,5 +275,54 @@ mod tests {
         let v = check(&pairs, body).unwrap();
         assert_eq!(v.event_type, "pull_request.opened");
         assert_eq!(v.dedupe, Dedupe::BodyDigest);
+    }
+
+    #[test]
+    fn github_replay_under_other_headers_keeps_the_key() {
+        let key = |v: Verified, body: &[u8]| {
+            let src = SourceConfig::new("github", Provider::Github, vec![Secret::new(SECRET)]);
+            crate::Envelope::new(&src, v, body, None, 0).idempotency_key
+        };
+        let g2 = base64::engine::general_purpose::STANDARD
+            .decode(G2_B64)
+            .unwrap();
+        for (body, sig) in [(G1.as_bytes(), G1_SIG), (g2.as_slice(), G2_SIG)] {
+            let want = key(check(&base(sig), body).unwrap(), body);
+            assert_eq!(
+                want,
+                format!("github#sha256:{}", crate::envelope::sha256_hex(body))
+            );
+            // Every header but X-Hub-Signature-256 is unsigned, and so is the query string.
+            for (name, value) in [
+                (EVENT_HEADER, "push"),
+                (EVENT_HEADER, "made_up"),
+                (DELIVERY_HEADER, "00000000-0000-0000-0000-0000000000ff"),
+                (HOOK_ID_HEADER, "999"),
+                ("x-github-hook-installation-target-id", "1"),
+                (
+                    "x-hub-signature",
+                    "sha1=0000000000000000000000000000000000000000",
+                ),
+                ("user-agent", "GitHub-Hookshot/forged"),
+                ("content-type", "text/plain"),
+            ] {
+                let mut pairs: Vec<_> = base(sig).into_iter().filter(|(k, _)| *k != name).collect();
+                pairs.push((name, value.to_owned()));
+                let replay = check(&pairs, body).unwrap();
+                assert_eq!(replay.dedupe, Dedupe::BodyDigest, "{name}");
+                assert_eq!(key(replay, body), want, "{name}: {value}");
+            }
+            let replay = check_query(&base(sig), body, "event=push&delivery=2").unwrap();
+            assert_eq!(key(replay, body), want);
+        }
+        // What the unsigned headers may change: the type it routes to and the displayed id.
+        let mut pairs = base(G1_SIG);
+        pairs[1].1 = "push".to_owned();
+        pairs[2].1 = "d-2".to_owned();
+        let replay = check(&pairs, G1.as_bytes()).unwrap();
+        assert_eq!(
+            (replay.event_type.as_str(), replay.event_id.as_str()),
+            ("push", "d-2")
+        );
     }
 }

@@ -10,6 +10,11 @@
 //! - the timestamp must be within the source's tolerance either way (Paddle's SDKs default to
 //!   5 seconds; Doorbell's default is 300);
 //! - event id: body `event_id` (`evt_…`, signed); type: `event_type`; time: `occurred_at`.
+//!
+//! Everything read is signed: the id (the idempotency key), the type and the time come from the
+//! body, and `ts` is in the MAC. No other header and no query string is read; the header's
+//! unsigned parts (unknown elements, their order, `h1` values that do not match) change nothing
+//! about the event.
 
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
@@ -197,6 +202,42 @@ mod tests {
             check(None, NOW),
             Err(VerifyError::MissingHeader(SIGNATURE_HEADER))
         );
+    }
+
+    #[test]
+    fn paddle_replay_under_other_headers_keeps_the_key() {
+        let verify = |header: &str, extra: &[(&'static str, &str)], query: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(SIGNATURE_HEADER, header.parse().unwrap());
+            for (k, v) in extra {
+                h.insert(*k, v.parse().unwrap());
+            }
+            let src = SourceConfig::new("paddle", Provider::Paddle, vec![Secret::new(SECRET)]);
+            Paddle
+                .verify_at(
+                    &WebhookRequest {
+                        headers: &h,
+                        body: BODY.as_bytes(),
+                        query,
+                    },
+                    &src,
+                    NOW,
+                )
+                .unwrap()
+        };
+        let good = sign(&Secret::new(SECRET), NOW, BODY.as_bytes());
+        let h1 = good.split(";h1=").nth(1).unwrap();
+        let first = verify(&good, &[], "");
+        assert_eq!(first.dedupe, crate::verify::Dedupe::EventId);
+        let zeros = "0".repeat(64);
+        for replay in [
+            verify(&format!("h1={h1};ts={NOW}"), &[], ""),
+            verify(&format!("ts={NOW};h1={zeros};h1={h1};x=y"), &[], ""),
+            verify(&good, &[], "event_id=evt_forged"),
+            verify(&good, &[("content-type", "text/plain")], ""),
+        ] {
+            assert_eq!(replay, first);
+        }
     }
 }
 

@@ -10,9 +10,25 @@
 //!   own secret, not the app's: configure both on the source when you receive both;
 //! - no signed timestamp: `X-Shopify-Triggered-At` becomes `occurred_at` only;
 //! - event id: `X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`; type: `X-Shopify-Topic`.
-//!   These headers are not signed, so deduplication is on a digest of the topic and the body
-//!   ([`super::Dedupe::Digest`]): a retry resends the identical body, and two topics fired with
-//!   identical bodies (`orders/create` and `orders/updated`) stay two events.
+//!
+//! Shopify signs the body and nothing else ("Webhooks delivery structure",
+//! <https://shopify.dev/docs/apps/build/webhooks/delivery-structure>): every `X-Shopify-*`
+//! header but the HMAC can be changed by anyone replaying a captured delivery. So the
+//! idempotency key is the body's SHA-256 ([`super::Dedupe::BodyDigest`]) and nothing from a
+//! header enters it:
+//!
+//! - a retry resends the identical body and is a duplicate, which is what Shopify's "Ignore
+//!   duplicate webhooks" (<https://shopify.dev/docs/apps/build/webhooks/ignore-duplicates>)
+//!   asks of a receiver (it names `X-Shopify-Event-Id` as the duplicate marker, but that header
+//!   is not signed);
+//! - a captured delivery replayed under another topic, event id, webhook id or trigger time
+//!   has the same key: a duplicate, or a conflict when its topic differs (the event store keeps
+//!   the first and runs neither again). The topic only routes to a handler, which must parse
+//!   the body it gets; the trigger time only orders events;
+//! - two topics that Shopify really fires with byte-identical bodies (`orders/create` and
+//!   `orders/updated` for one change, or one topic on two subscriptions) share one key: the
+//!   first is processed and the second is a conflict, dead-lettered for the operator to
+//!   resolve. Bodies usually differ (`updated_at`, the resource's state), so this is rare.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -89,7 +105,7 @@ impl Scheme for Shopify {
             event_id: event_id(id)?,
             event_type: event_type(topic)?,
             occurred_at_ms,
-            dedupe: Dedupe::Digest(super::digest_of(&[topic.as_bytes(), req.body])),
+            dedupe: Dedupe::BodyDigest,
             headers,
             reply: None,
         })
@@ -115,6 +131,15 @@ mod tests {
         secrets: &[&str],
         extra: &[(&'static str, &str)],
     ) -> Result<Verified, VerifyError> {
+        check_query(sig, secrets, extra, "")
+    }
+
+    fn check_query(
+        sig: Option<&str>,
+        secrets: &[&str],
+        extra: &[(&'static str, &str)],
+        query: &str,
+    ) -> Result<Verified, VerifyError> {
         let mut h = HeaderMap::new();
         if let Some(s) = sig {
             h.insert(SIGNATURE_HEADER, s.parse().unwrap());
@@ -137,7 +162,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body: H1.as_bytes(),
-                query: "",
+                query,
             },
             &src,
             0,
@@ -149,10 +174,7 @@ mod tests {
         let v = check(Some(H1_SIG), &[APP], &[]).unwrap();
         assert_eq!(v.event_id, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
         assert_eq!(v.event_type, "orders/create");
-        assert_eq!(
-            v.dedupe,
-            Dedupe::Digest(crate::verify::digest_of(&[b"orders/create", H1.as_bytes()]))
-        );
+        assert_eq!(v.dedupe, Dedupe::BodyDigest);
         assert_eq!(sign(&Secret::new(APP), H1.as_bytes()), H1_SIG);
         assert_eq!(
             check(Some(H1_HEX), &[APP], &[]),
@@ -206,5 +228,57 @@ mod tests {
         .unwrap();
         assert_eq!(v.event_id, "98880550-7158-44d4-b7cd-2c97c8a091b5");
         assert_eq!(v.occurred_at_ms, Some(1_680_112_827_877));
+    }
+
+    /// The idempotency key the envelope of `v` (a delivery of `H1`) gets.
+    fn key(v: Verified) -> String {
+        let src = SourceConfig::new("shop", Provider::Shopify, vec![Secret::new(APP)]);
+        crate::Envelope::new(&src, v, H1.as_bytes(), None, 0).idempotency_key
+    }
+
+    #[test]
+    fn shopify_replay_under_another_topic_keeps_the_key() {
+        let first = check(Some(H1_SIG), &[APP], &[]).unwrap();
+        let want = key(first);
+        assert_eq!(
+            want,
+            format!("shop#sha256:{}", crate::envelope::sha256_hex(H1.as_bytes()))
+        );
+        // Every header but the HMAC is unsigned: none of them moves the key.
+        for (name, value) in [
+            (TOPIC_HEADER, "orders/paid"),
+            (TOPIC_HEADER, "orders/cancelled"),
+            (TOPIC_HEADER, "made/up"),
+            (EVENT_ID_HEADER, "98880550-7158-44d4-b7cd-2c97c8a091b5"),
+            (WEBHOOK_ID_HEADER, "00000000-0000-0000-0000-000000000000"),
+            (TRIGGERED_AT_HEADER, "2030-01-01T00:00:00Z"),
+            (SHOP_HEADER, "other.myshopify.com"),
+            ("x-shopify-api-version", "2020-01"),
+            ("content-type", "text/plain"),
+        ] {
+            let replay = check(Some(H1_SIG), &[APP], &[(name, value)]).unwrap();
+            assert_eq!(replay.dedupe, Dedupe::BodyDigest, "{name}");
+            assert_eq!(key(replay), want, "{name}: {value}");
+        }
+        // Neither does a query string (Shopify signs no URL).
+        let replay = check_query(Some(H1_SIG), &[APP], &[], "topic=orders/paid&id=2").unwrap();
+        assert_eq!(key(replay), want);
+        // What the unsigned headers may change: the type it routes to, the displayed id, the
+        // event time.
+        let replay = check(
+            Some(H1_SIG),
+            &[APP],
+            &[
+                (TOPIC_HEADER, "orders/paid"),
+                (EVENT_ID_HEADER, "evt-2"),
+                (TRIGGERED_AT_HEADER, "2030-01-01T00:00:00Z"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (replay.event_type.as_str(), replay.event_id.as_str()),
+            ("orders/paid", "evt-2")
+        );
+        assert_eq!(replay.occurred_at_ms, Some(1_893_456_000_000));
     }
 }

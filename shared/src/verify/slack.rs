@@ -13,8 +13,13 @@
 //!   type `event.type`, time `event_time`. Retries (`X-Slack-Retry-Num`) are enqueued like any
 //!   delivery; the worker deduplicates them on the event id;
 //! - form posts (slash commands, interactivity): type `command:{command}` or the interactive
-//!   payload's `type`; id `trigger_id` when present; deduplication on the body digest, since a
-//!   retry resends the same body.
+//!   payload's `type`; id `trigger_id` when present, else the timestamp and the signature's
+//!   first 8 bytes (as lower-case hex, whatever case the header used); deduplication on the
+//!   body digest, since a retry resends the same body.
+//!
+//! Slack signs the timestamp and the body, nothing else: the retry headers (kept for the
+//! handlers) and the query string are unsigned and never feed the id, the type or the key, and
+//! neither does the spelling of the signature (hex in either case).
 
 use std::borrow::Cow;
 
@@ -176,7 +181,7 @@ impl Scheme for Slack {
                 ));
             }
         };
-        let id = trigger.unwrap_or_else(|| format!("{ts_text}-{}", &hex_sig[..16]));
+        let id = trigger.unwrap_or_else(|| format!("{ts_text}-{}", hex::encode(&sig[..8])));
         Ok(Verified {
             event_id: event_id(&id)?,
             event_type: event_type(&kind)?,
@@ -211,6 +216,17 @@ mod tests {
         now: i64,
         extra: &[(&'static str, &str)],
     ) -> Result<Verified, VerifyError> {
+        check_query(sig, ts, body, now, extra, "")
+    }
+
+    fn check_query(
+        sig: Option<&str>,
+        ts: Option<&str>,
+        body: &[u8],
+        now: i64,
+        extra: &[(&'static str, &str)],
+        query: &str,
+    ) -> Result<Verified, VerifyError> {
         let mut h = HeaderMap::new();
         if let Some(s) = sig {
             h.insert(SIGNATURE_HEADER, s.parse().unwrap());
@@ -226,7 +242,7 @@ mod tests {
             &WebhookRequest {
                 headers: &h,
                 body,
-                query: "",
+                query,
             },
             &src,
             now,
@@ -329,6 +345,59 @@ mod tests {
                 check(Some(bad), Some("1700000000"), K1.as_bytes(), NOW, &[]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn slack_replay_under_other_headers_keeps_the_key() {
+        let event = br#"{"type":"event_callback","event_id":"Ev_FAKE2","event_time":1700000000,"event":{"type":"message"}}"#;
+        let event_sig = sign(&Secret::new(SECRET), NOW, event);
+        let k2 = base64::engine::general_purpose::STANDARD
+            .decode(K2_B64)
+            .unwrap();
+        for (body, sig) in [(&event[..], event_sig.as_str()), (&k2[..], K2_SIG)] {
+            let src = SourceConfig::new("slack", Provider::Slack, vec![Secret::new(SECRET)]);
+            let key = |v: Verified| crate::Envelope::new(&src, v, body, None, 0).idempotency_key;
+            let first = check(Some(sig), Some("1700000000"), body, NOW, &[]).unwrap();
+            let want = (
+                first.event_id.clone(),
+                first.event_type.clone(),
+                key(first.clone()),
+            );
+            let upper = format!("v0={}", sig[3..].to_ascii_uppercase());
+            let replays = [
+                check(
+                    Some(sig),
+                    Some("1700000000"),
+                    body,
+                    NOW,
+                    &[(RETRY_NUM_HEADER, "3")],
+                ),
+                check(
+                    Some(sig),
+                    Some("1700000000"),
+                    body,
+                    NOW,
+                    &[
+                        (RETRY_REASON_HEADER, "http_error"),
+                        ("content-type", "text/plain"),
+                    ],
+                ),
+                check_query(Some(sig), Some("1700000000"), body, NOW, &[], "event_id=x"),
+                check(Some(&upper), Some("1700000000"), body, NOW, &[]),
+            ];
+            for replay in replays {
+                let replay = replay.unwrap();
+                assert_eq!(replay.dedupe, first.dedupe);
+                assert_eq!(
+                    (
+                        replay.event_id.clone(),
+                        replay.event_type.clone(),
+                        key(replay)
+                    ),
+                    want
+                );
+            }
         }
     }
 }

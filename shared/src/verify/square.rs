@@ -8,7 +8,14 @@
 //!   signature key, of the **notification URL** (exactly as configured in Square, the source's
 //!   `url`) followed by the raw body;
 //! - no signed timestamp;
-//! - event id: body `event_id` (signed); type: `type`; time: `created_at`.
+//! - event id: body `event_id` (signed); type: `type`; time: `created_at`. The id is the
+//!   idempotency key, as "Create a Notification URL"
+//!   (<https://developer.squareup.com/docs/webhooks>) asks: Square resends a notification with
+//!   the same `event_id`;
+//! - what Square signs is the URL it was configured with, not the URL it requested: the
+//!   request's own path and query string are not signed, and are not read. Neither is any
+//!   header but the signature (`square-version`, `square-environment`, retry headers). So
+//!   nothing unsigned feeds the id, the type, the time or the key.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -92,15 +99,27 @@ mod tests {
     const SIG: &str = "2tOcyyDle48OAO/GxsTPYx2R1G+mBozcr3n4lM55DRk=";
 
     fn check(sig: &str, url: &str) -> Result<Verified, VerifyError> {
+        check_request(sig, url, &[], "")
+    }
+
+    fn check_request(
+        sig: &str,
+        url: &str,
+        extra: &[(&'static str, &str)],
+        query: &str,
+    ) -> Result<Verified, VerifyError> {
         let mut h = HeaderMap::new();
         h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        for (k, v) in extra {
+            h.insert(*k, v.parse().unwrap());
+        }
         let mut src = SourceConfig::new("square", Provider::Square, vec![Secret::new(KEY)]);
         src.url = Some(url.to_owned());
         Square.verify_at(
             &WebhookRequest {
                 headers: &h,
                 body: BODY.as_bytes(),
-                query: "",
+                query,
             },
             &src,
             0,
@@ -137,6 +156,24 @@ mod tests {
                 matches!(check(bad, URL), Err(VerifyError::MalformedHeader(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn square_replay_under_another_query_or_header_keeps_the_key() {
+        let first = check(SIG, URL).unwrap();
+        assert_eq!(first.dedupe, crate::verify::Dedupe::EventId);
+        for (extra, query) in [
+            (&[][..], "event_id=forged&type=refund.created"),
+            (&[][..], "a=1"),
+            (&[("square-version", "2020-01-22")][..], ""),
+            (&[("square-environment", "Sandbox")][..], ""),
+            (&[("square-retry-number", "3")][..], ""),
+            (&[("x-square-signature", "forged")][..], ""),
+            (&[("content-type", "text/plain")][..], ""),
+        ] {
+            let replay = check_request(SIG, URL, extra, query).unwrap();
+            assert_eq!(replay, first, "{extra:?} {query}");
         }
     }
 }

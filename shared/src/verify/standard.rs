@@ -14,6 +14,11 @@
 //! - the timestamp must be within the tolerance (default 300 s) either way;
 //! - event id: `webhook-id` (it is signed, so it is the idempotency key); type: the body's
 //!   `type` when it has one, else `message`.
+//!
+//! Everything that names the event is signed. Unsigned: the query string (not read), the
+//! `content-type` header (kept for the handlers), the signature list's other entries, and
+//! whether the headers carry the `webhook-` or the `svix-` prefix; none of them changes the
+//! id, the type or the key.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -297,5 +302,50 @@ mod tests {
             Err(VerifyError::MissingHeader("webhook-signature"))
         );
         assert!(check("webhook", "msg_FAKE0001", "17e8", Some(SIG), NOW).is_err());
+    }
+
+    #[test]
+    fn standard_replay_under_other_headers_keeps_the_key() {
+        let verify = |family: &str, sig: &str, extra: &[(&'static str, &str)], query: &str| {
+            let mut h = HeaderMap::new();
+            for (name, value) in [
+                ("id", "msg_FAKE0001"),
+                ("timestamp", "1700000000"),
+                ("signature", sig),
+            ] {
+                h.insert(
+                    http::HeaderName::from_bytes(format!("{family}-{name}").as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            for (k, v) in extra {
+                h.insert(*k, v.parse().unwrap());
+            }
+            let src = SourceConfig::new("std", Provider::Standard, vec![Secret::new(SECRET)]);
+            StandardWebhooks
+                .verify_at(
+                    &WebhookRequest {
+                        headers: &h,
+                        body: BODY.as_bytes(),
+                        query,
+                    },
+                    &src,
+                    NOW,
+                )
+                .unwrap()
+        };
+        let first = verify("webhook", SIG, &[], "");
+        assert_eq!(first.dedupe, Dedupe::EventId);
+        let key = |v: &Verified| (v.event_id.clone(), v.event_type.clone(), v.dedupe.clone());
+        let list = format!("v1a,AAAA {SIG_ID_2} {SIG}");
+        for replay in [
+            verify("svix", SIG, &[], ""),
+            verify("webhook", &list, &[], ""),
+            verify("webhook", SIG, &[], "webhook-id=msg_forged"),
+            verify("webhook", SIG, &[("content-type", "text/plain")], ""),
+            verify("webhook", SIG, &[("svix-id", "msg_forged")], ""),
+        ] {
+            assert_eq!(key(&replay), key(&first));
+        }
     }
 }

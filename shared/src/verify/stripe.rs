@@ -14,6 +14,11 @@
 //! - event id and type: the body's top-level `id` (`evt_…`) and `type`; `created` becomes the
 //!   envelope's `occurred_at`: epoch seconds in snapshot events, an RFC 3339 string in thin
 //!   events (`v2.*`, <https://docs.stripe.com/event-destinations>); either form is read.
+//!
+//! Everything read is signed: the id (the idempotency key), the type and `created` come from
+//! the body, and the timestamp is in the MAC. No other header and no query string is read, and
+//! the header's unsigned parts (`v0`, unknown elements, their order, `v1` values that do not
+//! match) change nothing about the event.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -354,6 +359,53 @@ mod tests {
                 check(Some(&h), &b, &[SECRET], NOW),
                 Err(VerifyError::SignatureMismatch)
             );
+        }
+    }
+
+    #[test]
+    fn stripe_replay_under_other_headers_keeps_the_key() {
+        let body = s1();
+        let verify = |header: &str, extra: &[(&'static str, &str)], query: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(SIGNATURE_HEADER, header.parse().unwrap());
+            for (k, v) in extra {
+                headers.insert(*k, v.parse().unwrap());
+            }
+            Stripe
+                .verify_at(
+                    &WebhookRequest {
+                        headers: &headers,
+                        body: &body,
+                        query,
+                    },
+                    &source(&[SECRET]),
+                    NOW,
+                )
+                .unwrap()
+        };
+        let first = verify(&format!("t={NOW},v1={S1_SIG}"), &[], "");
+        assert_eq!(first.dedupe, crate::verify::Dedupe::EventId);
+        let garbage = "0".repeat(64);
+        for replay in [
+            verify(&format!("v1={S1_SIG},t={NOW}"), &[], ""),
+            verify(
+                &format!("t={NOW},v1={garbage},v1={S1_SIG},v0={garbage}"),
+                &[],
+                "",
+            ),
+            verify(&format!("t={NOW},v1={S1_SIG},x=y"), &[], ""),
+            verify(
+                &format!("t={NOW},v1={S1_SIG}"),
+                &[],
+                "id=evt_2&type=charge.refunded",
+            ),
+            verify(
+                &format!("t={NOW},v1={S1_SIG}"),
+                &[("content-type", "text/plain"), ("user-agent", "forged")],
+                "",
+            ),
+        ] {
+            assert_eq!(replay, first);
         }
     }
 }

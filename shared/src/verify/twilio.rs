@@ -9,11 +9,20 @@
 //!   name sorted too);
 //! - for JSON bodies the URL carries `bodySHA256=<hex SHA-256 of the body>`: the signature covers
 //!   the URL alone, and the body must hash to that value;
-//! - no signed timestamp. Event id: the `I-Twilio-Idempotency-Token` header, else the form's
-//!   `MessageSid`/`CallSid`; type `message.{MessageStatus}` / `call.{CallStatus}`. The status
-//!   callbacks of one message share its sid, so deduplication is on a digest of the signed
-//!   parameters (a retry resends them; a re-encoded body with the same parameters is the same
-//!   delivery);
+//! - no signed timestamp, and no header is signed. Event id: the `I-Twilio-Idempotency-Token`
+//!   header (unsigned: it only names the event in logs and the event store), else the form's
+//!   `MessageSid`/`CallSid`; type `message.{MessageStatus}` / `call.{CallStatus}`, from the
+//!   signed parameters. The status callbacks of one message share its sid, so deduplication is
+//!   on a digest of the signed parameters (a retry resends them), never on a header;
+//! - Twilio signs the parameters' decoded values, not the bytes of the body ("Validating
+//!   Signatures from Twilio": sort the POST parameters by name, append each name and value
+//!   with no delimiter). So the body's encoding is not signed: `+` or `%20` for a space, `%2B`
+//!   or `%2b`, a percent-encoded letter, the parameters' order or a trailing `&` change neither
+//!   the signature nor the key, and the id and type are read from the sorted parameters, so the
+//!   order cannot change them either. A re-encoded replay is a duplicate;
+//! - the query string is part of the signed URL: a replay under another one does not verify.
+//!   The key does not include it (a JSON body's key is the body's digest, which the signed
+//!   `bodySHA256` binds);
 //! - like the SDKs, the URL is tried as configured and with its default port toggled
 //!   (`https://host/…` and `https://host:443/…`), and a repeated identical parameter counts once.
 
@@ -151,32 +160,39 @@ impl Scheme for Twilio {
             }
             None => Dedupe::BodyDigest,
         };
+        // Read from the sorted parameters, so that their order in the body (not signed) cannot
+        // change the id or the type.
+        let sorted;
+        let fields = match &params {
+            Some(p) => p.as_slice(),
+            None => {
+                sorted = canonical_params(req.body);
+                sorted.as_slice()
+            }
+        };
         let mut sid = None;
         let mut kind = None;
         let mut status = None;
-        for (k, v) in form_urlencoded::parse(req.body) {
-            match k.as_ref() {
+        for (k, v) in fields {
+            match k.as_str() {
                 "MessageSid" | "SmsSid" if sid.is_none() => {
-                    sid = Some(v.into_owned());
+                    sid = Some(v.as_str());
                     kind = Some("message");
                 }
                 "CallSid" => {
-                    sid = Some(v.into_owned());
+                    sid = Some(v.as_str());
                     kind = Some("call");
                 }
                 "MessageStatus" | "SmsStatus" | "CallStatus" if status.is_none() => {
-                    status = Some(v.into_owned())
+                    status = Some(v.as_str())
                 }
                 _ => {}
             }
         }
         let token = optional_header(req.headers, IDEMPOTENCY_HEADER)?;
-        let id = token
-            .map(str::to_owned)
-            .or(sid)
-            .ok_or(VerifyError::NoEventId(
-                "no I-Twilio-Idempotency-Token, MessageSid or CallSid",
-            ))?;
+        let id = token.or(sid).ok_or(VerifyError::NoEventId(
+            "no I-Twilio-Idempotency-Token, MessageSid or CallSid",
+        ))?;
         let kind = match (kind, status) {
             (Some(k), Some(s)) => format!("{k}.{}", s.to_ascii_lowercase()),
             (Some(k), None) => k.to_owned(),
@@ -186,7 +202,7 @@ impl Scheme for Twilio {
             .map(|t| vec![(IDEMPOTENCY_HEADER, t.to_owned())])
             .unwrap_or_default();
         Ok(Verified {
-            event_id: event_id(&id)?,
+            event_id: event_id(id)?,
             event_type: event_type(&kind)?,
             occurred_at_ms: None,
             dedupe,
@@ -210,6 +226,8 @@ mod tests {
     const QUERY: &str = "foo=1&bar=2";
     const BODY: &str = "CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
     const DOC_SIG: &str = "0/KCTR6DLpKmkAf8muzZqo1nDgQ=";
+    /// `BODY` posted to `URL` without a query string.
+    const DOC_SIG_NO_QUERY: &str = "Ypq+VXPywuZieSsITFOUZpGRDLQ=";
 
     fn check(sig: &str, query: &str, body: &str, url: &str) -> Result<Verified, VerifyError> {
         let mut h = HeaderMap::new();
@@ -379,5 +397,93 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Verifies `body` posted to `URL` (no query) with `sig` and `headers`; returns the result
+    /// and the key its envelope gets.
+    fn verify_form(sig: &str, body: &str, headers: &[(&'static str, &str)]) -> (Verified, String) {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        for (k, v) in headers {
+            h.insert(*k, v.parse().unwrap());
+        }
+        let mut src = SourceConfig::new("twilio", Provider::Twilio, vec![Secret::new(TOKEN)]);
+        src.url = Some(URL.to_owned());
+        let v = Twilio
+            .verify_at(
+                &WebhookRequest {
+                    headers: &h,
+                    body: body.as_bytes(),
+                    query: "",
+                },
+                &src,
+                0,
+            )
+            .unwrap();
+        let key = crate::Envelope::new(&src, v.clone(), body.as_bytes(), None, 0).idempotency_key;
+        (v, key)
+    }
+
+    #[test]
+    fn reencoded_parameters_keep_the_key_the_id_and_the_type() {
+        // Body "Hello world+1", From/To "+1…": one set of parameters, encoded five ways.
+        let encodings = [
+            "Body=Hello%20world%2B1&From=%2B15551230000&MessageSid=SM123&MessageStatus=delivered&To=%2B15559870000",
+            "Body=Hello+world%2B1&From=%2B15551230000&MessageSid=SM123&MessageStatus=delivered&To=%2B15559870000",
+            "Body=Hello+world%2b1&From=%2b15551230000&MessageSid=SM123&MessageStatus=delivered&To=%2b15559870000",
+            "To=%2B15559870000&MessageStatus=delivered&MessageSid=SM123&From=%2B15551230000&Body=Hello%20world%2B1",
+            "Body=Hello%20w%6Frld%2B1&From=%2B15551230000&MessageSid=%53M123&MessageStatus=delivered&To=%2B15559870000&",
+        ];
+        let sig = sign(&Secret::new(TOKEN), URL, encodings[0].as_bytes());
+        let (first, want) = verify_form(&sig, encodings[0], &[]);
+        assert_eq!(
+            (first.event_id.as_str(), first.event_type.as_str()),
+            ("SM123", "message.delivered")
+        );
+        assert!(matches!(first.dedupe, Dedupe::Digest(_)));
+        for body in &encodings[1..] {
+            let (v, key) = verify_form(&sig, body, &[]);
+            assert_eq!(key, want, "{body}");
+            assert_eq!(v.dedupe, first.dedupe, "{body}");
+            assert_eq!(
+                (&v.event_id, &v.event_type),
+                (&first.event_id, &first.event_type)
+            );
+        }
+        // A value that differs once decoded is another delivery (and another signature).
+        let plus = encodings[0].replace("Hello%20world", "Hello%2Bworld");
+        assert_ne!(sign(&Secret::new(TOKEN), URL, plus.as_bytes()), sig);
+    }
+
+    #[test]
+    fn the_order_of_repeated_parameters_cannot_change_the_type() {
+        let a = "MessageSid=SM1&MessageStatus=delivered&MessageStatus=failed";
+        let b = "MessageStatus=failed&MessageStatus=delivered&MessageSid=SM1";
+        let sig = sign(&Secret::new(TOKEN), URL, a.as_bytes());
+        assert_eq!(sign(&Secret::new(TOKEN), URL, b.as_bytes()), sig);
+        let (va, ka) = verify_form(&sig, a, &[]);
+        let (vb, kb) = verify_form(&sig, b, &[]);
+        assert_eq!(ka, kb);
+        assert_eq!(va, vb);
+    }
+
+    #[test]
+    fn twilio_replay_under_other_headers_keeps_the_key() {
+        let (first, want) = verify_form(DOC_SIG_NO_QUERY, BODY, &[]);
+        for (name, value) in [
+            (IDEMPOTENCY_HEADER, "another-token"),
+            ("x-home-region", "ie1"),
+            ("user-agent", "TwilioProxy/forged"),
+            ("content-type", "text/plain"),
+        ] {
+            let (v, key) = verify_form(DOC_SIG_NO_QUERY, BODY, &[(name, value)]);
+            assert_eq!(v.dedupe, first.dedupe, "{name}");
+            assert_eq!(key, want, "{name}: {value}");
+        }
+        // What the token may change: the displayed id.
+        let (v, _) = verify_form(DOC_SIG_NO_QUERY, BODY, &[(IDEMPOTENCY_HEADER, "tok-2")]);
+        assert_eq!(v.event_id, "tok-2");
+        // The query string is signed: a replay under another one does not verify (see
+        // the_url_query_and_every_parameter_are_signed).
     }
 }
