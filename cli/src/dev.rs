@@ -1,12 +1,25 @@
 //! `doorbell dev`: the pipeline served on a loopback address until stopped.
 //!
 //! Ingest listens on `--listen` (default `127.0.0.1:3000`), `POST /webhooks/{source}`. A poller
-//! drains the queue into the worker continuously, logging each record's outcome. Locally the
-//! queue is in-process (visibility timeout, receive count, redrive to a dead-letter queue) and
-//! the event store is SQLite, and envelopes over the queue's limit are claim-checked into memory;
-//! with `--queue-url` and `--table` the SQS and DynamoDB adapters are used instead, with the
-//! SDK's usual configuration (`AWS_ENDPOINT_URL` for an emulator), plus `--dead-letter-queue-url`
-//! (where `Reject`ed events go) and `--payload-bucket` (the claim-check bucket) when given.
+//! drains the queue into the worker continuously, logging each record's outcome.
+//!
+//! Locally everything lives in one SQLite file (`--db`, [`doorbell::sqlite`]): the event store,
+//! the events queue and its dead-letter queue ([`doorbell::queue::SqliteQueue`]: visibility
+//! timeout, receive count, redrive after `--max-receive-count`, delete on success) and the
+//! claim-checked envelopes of deliveries over the queue's 256 KiB. A 2xx is sent only after the
+//! message is committed to the file, so whatever `dev` acknowledged is processed after a
+//! crash, a kill or a restart on the same `--db`: messages that were in flight come back after
+//! their visibility timeout, and a claim whose lease ended is taken over. `--fsync` makes every
+//! commit survive a power loss too.
+//!
+//! With `--queue-url` and `--table` the SQS and DynamoDB adapters are used instead, with the
+//! SDK's usual configuration (`AWS_ENDPOINT_URL` for an emulator), plus
+//! `--dead-letter-queue-url` (where `Reject`ed events go) and `--payload-bucket` (the
+//! claim-check bucket) when given.
+//!
+//! The HTTP server bounds connections, header and body read times ([`crate::serve`]). SIGINT
+//! or SIGTERM stops it gracefully: no new connections, requests in progress finish, the
+//! poller finishes its batch.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,14 +29,16 @@ use std::time::Duration;
 use anyhow::Context;
 use doorbell::Sources;
 use doorbell::clock::{Clock, SystemClock};
-use doorbell::payload::{MemoryPayloadStore, PayloadStore, S3PayloadStore};
-use doorbell::queue::{ClaimCheckQueue, EventQueue, MemoryQueue, MemoryQueueConfig, SqsQueue};
+use doorbell::payload::{PayloadStore, S3PayloadStore, SqlitePayloadStore};
+use doorbell::queue::{ClaimCheckQueue, EventQueue, MemoryQueueConfig, SqliteQueue, SqsQueue};
+use doorbell::sqlite::{Durability, SqliteDb};
 use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore, SqliteEventStore};
 use doorbell_worker::WorkerConfig;
 use doorbell_worker::poller::EventSource;
 
 use crate::pipeline::Pipeline;
 use crate::samples;
+use crate::serve::{ServeLimits, serve};
 
 /// Options of `doorbell dev`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,15 +49,29 @@ pub struct DevArgs {
     /// Sources document (JSON, see the README); default: `stripe` and `github` with the dev secrets.
     #[arg(long, env = "DOORBELL_SOURCES_FILE")]
     pub sources: Option<PathBuf>,
-    /// SQLite database file for the local event store.
+    /// SQLite database file holding the local event store, queue, dead-letter queue and
+    /// claim-checked envelopes; restart on the same file to resume.
     #[arg(long, default_value = "doorbell-dev.db")]
     pub db: PathBuf,
+    /// Sync the database to disk on every commit, so an acknowledged delivery survives a power
+    /// loss or an operating-system crash too (without it: the process being killed). Slower.
+    #[arg(long)]
+    pub fsync: bool,
     /// Visibility timeout of the local queue, seconds.
     #[arg(long, default_value_t = 30)]
     pub visibility_timeout: u32,
     /// maxReceiveCount of the local queue's redrive policy.
     #[arg(long, default_value_t = 5)]
     pub max_receive_count: u32,
+    /// Connections served at once (more wait in the listen backlog).
+    #[arg(long, default_value_t = 128)]
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, and for an idle keep-alive connection, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Time allowed for a request's whole body, seconds (408 after it).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout: u64,
     /// Use this SQS queue instead of the in-process one.
     #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
     pub queue_url: Option<String>,
@@ -64,8 +93,8 @@ struct Backends {
     entities: Arc<dyn EntityStore>,
     arn: String,
     /// The local dead-letter queue (none with SQS: its redrive policy is the queue's own).
-    dlq: Option<Arc<MemoryQueue>>,
-    /// Where the worker sends rejected events.
+    dlq: Option<SqliteQueue>,
+    /// Where the worker sends rejected and conflicting events.
     reject_to: Option<Arc<dyn EventQueue>>,
     /// The claim-check store.
     payloads: Option<Arc<dyn PayloadStore>>,
@@ -98,34 +127,69 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
             payloads,
         });
     }
+    let durability = if args.fsync {
+        Durability::PowerLoss
+    } else {
+        Durability::Process
+    };
+    let db = SqliteDb::open_with(&args.db, durability)
+        .with_context(|| format!("opening {}", args.db.display()))?;
     let cfg = MemoryQueueConfig {
         visibility_timeout_ms: i64::from(args.visibility_timeout) * 1000,
         max_receive_count: args.max_receive_count,
         ..Default::default()
     };
-    let dlq = Arc::new(MemoryQueue::new(
-        "doorbell-dev-dlq",
-        cfg.clone(),
-        clock.clone(),
-    ));
-    let queue = Arc::new(
-        MemoryQueue::new("doorbell-dev-events", cfg, clock.clone())
-            .with_dead_letter_queue(dlq.clone()),
-    );
-    let store = Arc::new(SqliteEventStore::open(&args.db)?);
+    let queue = SqliteQueue::new(db.clone(), "doorbell-dev-events", cfg, clock.clone())?
+        .with_dead_letter_queue("doorbell-dev-dlq");
+    let dlq = queue
+        .dead_letter_queue()
+        .context("the local queue has a dead-letter queue")?;
+    let store = Arc::new(SqliteEventStore::new(db.clone())?);
+    let payloads = Arc::new(SqlitePayloadStore::new(db, "doorbell-dev-payloads")?);
+    let orphans = queue.delete_orphan_payloads()?;
+    let (queued, dead) = (queue.len()?, dlq.len()?);
+    if queued + dead + orphans > 0 {
+        tracing::info!(
+            db = %args.db.display(), queued, dead_letter_queue = dead, orphan_payloads_deleted = orphans,
+            "resuming: messages in flight when the last run stopped come back after the visibility timeout"
+        );
+    }
     let arn = queue.arn();
     Ok(Backends {
-        queue,
+        queue: Arc::new(queue),
         store: store.clone(),
         entities: store,
         arn,
         dlq: Some(dlq.clone()),
-        reject_to: Some(dlq),
-        payloads: Some(Arc::new(MemoryPayloadStore::new("doorbell-dev-payloads"))),
+        reject_to: Some(Arc::new(dlq)),
+        payloads: Some(payloads),
     })
 }
 
-/// Runs until Ctrl-C.
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// Configuration, bind or store errors.
@@ -148,7 +212,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| format!("{} ({})", s.name, s.provider))
         .collect();
-    let pipeline = Pipeline::new(
+    // A batch's leases end with its visibility timeout, never after it, so a redelivery after
+    // a crash takes the claim over as soon as the message is visible again.
+    let visibility_ms = i64::from(args.visibility_timeout.max(1)) * 1000;
+    let mut pipeline = Pipeline::new(
         sources,
         queue,
         store,
@@ -159,9 +226,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             region: "local".into(),
             batch_size: 10,
         },
-        WorkerConfig::default(),
+        WorkerConfig {
+            lease_floor_ms: visibility_ms.min(WorkerConfig::default().lease_floor_ms),
+            lease_ceiling_ms: visibility_ms,
+            ..WorkerConfig::default()
+        },
     );
-    let mut pipeline = pipeline;
+    pipeline.batch_timeout_ms = visibility_ms;
     if let Some(q) = b.reject_to {
         pipeline.worker = pipeline.worker.with_dead_letter_queue(q);
     }
@@ -172,37 +243,51 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, sources = ?names, "doorbell dev: POST http://{}/webhooks/{{source}}", args.listen);
+    tracing::info!(listen = %args.listen, sources = ?names, db = %args.db.display(), "doorbell dev: POST http://{}/webhooks/{{source}}", args.listen);
 
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let poller = pipeline.clone();
-    tokio::spawn(async move {
-        let mut dead = 0;
-        loop {
-            match poller.poll_once().await {
-                Ok(reports) if reports.is_empty() => {
-                    tokio::time::sleep(Duration::from_millis(200)).await
+    let polling = tokio::spawn(async move {
+        let mut dead = dlq.as_ref().and_then(|d| d.len().ok()).unwrap_or(0);
+        while !*stop_rx.borrow() {
+            let idle = match poller.poll_once().await {
+                Ok(reports) if reports.is_empty() => Duration::from_millis(200),
+                Ok(reports) => {
+                    if reports.iter().any(|r| r.outcome.name() != "processed") {
+                        if let Some(n) = dlq.as_ref().and_then(|d| d.len().ok())
+                            && n > dead
+                        {
+                            tracing::warn!(
+                                dead_letter_queue = n,
+                                "message moved to the dead-letter queue"
+                            );
+                            dead = n;
+                        }
+                    }
+                    Duration::ZERO
                 }
-                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "poll failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Duration::from_secs(1)
                 }
-            }
-            if let Some(d) = &dlq
-                && d.len() > dead
-            {
-                dead = d.len();
-                tracing::warn!(
-                    dead_letter_queue = dead,
-                    "message moved to the dead-letter queue"
-                );
+            };
+            if !idle.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop_rx.changed() => {}
+                }
             }
         }
     });
-    axum::serve(listener, pipeline.router.clone())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = ServeLimits {
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        ..ServeLimits::default()
+    };
+    serve(listener, pipeline.router.clone(), limits, stop_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = polling.await;
+    tracing::info!("doorbell dev stopped");
     Ok(())
 }

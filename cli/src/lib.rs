@@ -11,3 +11,4 @@ pub mod faults;
 pub mod invoke;
 pub mod pipeline;
 pub mod samples;
+pub mod serve;

@@ -33,6 +33,9 @@ pub struct Pipeline {
     pub event_source: EventSource,
     /// The pipeline's clock.
     pub clock: Arc<dyn Clock>,
+    /// How long a polled batch may run, **milliseconds**: its deadline, hence its leases (keep
+    /// it at most the queue's visibility timeout). Default 30,000.
+    pub batch_timeout_ms: i64,
 }
 
 /// A response from [`Pipeline::post`].
@@ -92,6 +95,7 @@ impl Pipeline {
             worker,
             event_source,
             clock,
+            batch_timeout_ms: 30_000,
         }
     }
 
@@ -132,7 +136,7 @@ impl Pipeline {
     /// # Errors
     /// [`QueueError`] from the queue.
     pub async fn poll_once(&self) -> Result<Vec<RecordReport>, QueueError> {
-        let deadline = self.clock.now_ms() + 30_000;
+        let deadline = self.clock.now_ms() + self.batch_timeout_ms;
         poll_once(
             self.queue.as_ref(),
             &self.worker,

@@ -13,6 +13,8 @@
 //! | missing or bad signature, timestamp outside tolerance | 401 | `{"error":"invalid signature"}` | no |
 //! | verified, but no event id or type can be read | 400 | `{"error":"no event id"}` | no |
 //! | `isBase64Encoded` body that is not base64 | 400 | `{"error":"body is not valid base64"}` | no |
+//! | a body that cannot be read (the connection broke) | 400 | `{"error":"unreadable body"}` | no |
+//! | the body did not arrive within the local server's body timeout (`doorbell dev`) | 408 | `{"error":"request body not received in time"}` | no |
 //! | the queue did not take it (error, throttling, unreachable), or no sources could be loaded | 503 | `{"error":"queue unavailable"}` | no |
 //!
 //! An envelope over the queue's maximum message size is stored in S3 and the message carries a
@@ -135,10 +137,10 @@ async fn receive(
         }
         Err(status) => {
             tracing::info!(source = %name, outcome = "body_rejected", status = status.as_u16(), "rejected");
-            let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "payload too large"
-            } else {
-                "unreadable body"
+            let msg = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload too large",
+                StatusCode::REQUEST_TIMEOUT => "request body not received in time",
+                _ => "unreadable body",
             };
             reply(status, json!({"error": msg}))
         }
@@ -158,13 +160,20 @@ async fn read_body(
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            // The local server's body deadline (`doorbell dev`).
+            if c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return StatusCode::REQUEST_TIMEOUT;
+            }
+            cause = c.source();
         }
+        StatusCode::BAD_REQUEST
     })
 }
 
