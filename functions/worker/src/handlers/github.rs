@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use doorbell::handler::{Event, Handler, HandlerOutcome};
 use doorbell::store::EntityStore;
-use serde::Deserialize;
 use serde_json::json;
+
+use super::{Doc, FieldError, parse_body};
 
 /// `push`: records the pushed commits as the branch's head.
 ///
@@ -16,7 +17,9 @@ use serde_json::json;
 /// `{"after","before","commits":[ids],"commit_count","pusher"}`, at version =
 /// `repository.pushed_at` (epoch seconds → ms) when present, else the time ingest received it;
 /// so a late delivery of an older push does not move the head back. Works for JSON and
-/// form-encoded deliveries. A body without `ref`/`after`/`repository` is rejected.
+/// form-encoded deliveries. A body without `ref`, `before`, `after` or
+/// `repository.full_name` is rejected with a reason naming the field
+/// (`push: missing field repository.full_name`).
 #[derive(Debug, Clone)]
 pub struct Push {
     entities: Arc<dyn EntityStore>,
@@ -29,52 +32,53 @@ impl Push {
     }
 }
 
-#[derive(Deserialize)]
-struct PushEvent {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    before: String,
-    after: String,
-    repository: Repository,
-    #[serde(default)]
-    commits: Vec<Commit>,
-    #[serde(default)]
-    pusher: Option<Pusher>,
+/// The fields of a `push` event the handler keeps.
+struct PushEvent<'a> {
+    git_ref: &'a str,
+    before: &'a str,
+    after: &'a str,
+    full_name: &'a str,
+    pushed_at: Option<&'a serde_json::Value>,
+    commits: Vec<&'a str>,
+    pusher: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct Repository {
-    full_name: String,
-    #[serde(default)]
-    pushed_at: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Commit {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct Pusher {
-    name: String,
+impl<'a> PushEvent<'a> {
+    fn read(doc: &Doc<'a>) -> Result<Self, FieldError> {
+        let commits = doc
+            .list("commits")?
+            .iter()
+            .map(|c| c.str("id"))
+            .collect::<Result<_, _>>()?;
+        let pusher = match doc.opt_object("pusher")? {
+            Some(p) => Some(p.str("name")?),
+            None => None,
+        };
+        Ok(Self {
+            git_ref: doc.str("ref")?,
+            before: doc.str("before")?,
+            after: doc.str("after")?,
+            full_name: doc.str("repository.full_name")?,
+            pushed_at: doc.opt("repository.pushed_at")?,
+            commits,
+            pusher,
+        })
+    }
 }
 
 #[async_trait::async_trait]
 impl Handler for Push {
     async fn handle(&self, event: &Event<'_>) -> HandlerOutcome {
-        let push: PushEvent = match event.json() {
+        let body = match parse_body(event) {
+            Ok(b) => b,
+            Err(e) => return e.reject(event),
+        };
+        let push = match PushEvent::read(&Doc::root(&body)) {
             Ok(p) => p,
-            Err(e) => {
-                return HandlerOutcome::Reject(format!(
-                    "malformed push: {}",
-                    doorbell::redact::json_error(&e)
-                ));
-            }
+            Err(e) => return e.reject(event),
         };
         let version = push
-            .repository
             .pushed_at
-            .as_ref()
             .and_then(serde_json::Value::as_i64)
             .map(|s| s.saturating_mul(1000))
             .or_else(|| {
@@ -84,14 +88,14 @@ impl Handler for Push {
                     .map(|d| d.as_millis() as i64)
             })
             .unwrap_or(0);
-        let id = format!("{}:{}", push.repository.full_name, push.git_ref);
-        let commits: Vec<&str> = push.commits.iter().map(|c| c.id.as_str()).collect();
+        let id = format!("{}:{}", push.full_name, push.git_ref);
+        let commits = &push.commits;
         let state = json!({
             "after": push.after,
             "before": push.before,
             "commits": commits,
             "commit_count": commits.len(),
-            "pusher": push.pusher.map(|p| p.name),
+            "pusher": push.pusher,
             "delivery": event.envelope.event_id,
         });
         match self
@@ -105,5 +109,46 @@ impl Handler for Push {
             }
             Err(e) => HandlerOutcome::Retry(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doorbell::Provider;
+    use doorbell::handler::{Event, Handler, HandlerOutcome};
+    use doorbell::store::SqliteEventStore;
+
+    use super::*;
+    use crate::handlers::test_envelope;
+
+    async fn run(body: &str) -> HandlerOutcome {
+        let h = Push::new(Arc::new(SqliteEventStore::in_memory().unwrap()));
+        let envelope = test_envelope(Provider::Github, "push", body);
+        h.handle(&Event {
+            envelope: &envelope,
+            body: body.as_bytes(),
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn push_error_names_the_missing_field() {
+        let ok = r#"{"ref":"refs/heads/main","before":"a","after":"b",
+            "repository":{"full_name":"o/r","pushed_at":1700000000},
+            "commits":[{"id":"b"}],"pusher":{"name":"n"}}"#;
+        assert_eq!(run(ok).await, HandlerOutcome::Ok);
+        assert_eq!(
+            run(r#"{"ref":"refs/heads/main","before":"a","after":"b","repository":{}}"#).await,
+            HandlerOutcome::Reject("push: missing field repository.full_name".into())
+        );
+        assert_eq!(
+            run(&ok.replace(r#"{"id":"b"}"#, r#"{"sha":"b"}"#)).await,
+            HandlerOutcome::Reject("push: missing field commits[0].id".into())
+        );
+        let HandlerOutcome::Reject(reason) = run(r#"{"ref": TOPSECRET"#).await else {
+            panic!("not JSON is rejected");
+        };
+        assert!(reason.starts_with("push: body is not JSON: "), "{reason}");
+        assert!(!reason.contains("TOPSECRET"), "{reason}");
     }
 }
