@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    parse_timestamp, shadow,
+    nonempty_secrets, optional_header_as, parse_timestamp, shadow, single_header_as,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -78,7 +78,68 @@ pub struct HmacOptions {
     pub event_type: Option<String>,
 }
 
-/// The generic scheme.
+/// Why an [`HmacOptions`] cannot work: the field and the problem (never a configured value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidOption {
+    /// The option's name (`header`, `timestamp_header`, `event_id`, `event_type`).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl HmacOptions {
+    /// Checks what the JSON shape cannot: the header names are valid HTTP header names, and
+    /// `event_id` / `event_type` are `header:<name>` or `json:<JSON pointer>` (a pointer is
+    /// empty or starts with `/`, RFC 6901). Without this a typo would fail every delivery.
+    ///
+    /// # Errors
+    /// The first [`InvalidOption`].
+    pub fn check(&self) -> Result<(), InvalidOption> {
+        fn header_name(field: &'static str, name: &str) -> Result<(), InvalidOption> {
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map(drop)
+                .map_err(|_| InvalidOption {
+                    field,
+                    problem: "not a valid HTTP header name",
+                })
+        }
+        fn location(field: &'static str, spec: &str) -> Result<(), InvalidOption> {
+            if let Some(name) = spec.strip_prefix("header:") {
+                return header_name(field, name).map_err(|_| InvalidOption {
+                    field,
+                    problem: "the name after \"header:\" is not a valid HTTP header name",
+                });
+            }
+            match spec.strip_prefix("json:") {
+                Some(p) if p.is_empty() || p.starts_with('/') => Ok(()),
+                Some(_) => Err(InvalidOption {
+                    field,
+                    problem: "the JSON pointer after \"json:\" must be empty or start with \"/\"",
+                }),
+                None => Err(InvalidOption {
+                    field,
+                    problem: "expected \"header:<name>\" or \"json:<JSON pointer>\", e.g. \"json:/id\"",
+                }),
+            }
+        }
+        header_name("header", &self.header)?;
+        if let Some(h) = &self.timestamp_header {
+            header_name("timestamp_header", h)?;
+        }
+        if let Some(spec) = &self.event_id {
+            location("event_id", spec)?;
+        }
+        if let Some(spec) = &self.event_type {
+            location("event_type", spec)?;
+        }
+        Ok(())
+    }
+}
+
+/// The generic scheme. The key is the secret string as is (its UTF-8 bytes), never empty.
+/// The signature, timestamp, and `header:` event id and type each must appear once: a
+/// duplicated one fails closed ([`VerifyError::DuplicateHeader`], a 401), as in every scheme.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GenericHmac;
 
@@ -133,17 +194,17 @@ pub fn sign(
     format!("{}{encoded}", options.prefix.as_deref().unwrap_or_default())
 }
 
+/// The value at `spec` (`header:<name>` or `json:<pointer>`); a header that appears twice
+/// fails closed, naming `label`.
 fn locate(
     spec: &str,
+    label: &'static str,
     req: &WebhookRequest<'_>,
     doc: &mut Option<Option<serde_json::Value>>,
 ) -> Result<Option<String>, VerifyError> {
     if let Some(name) = spec.strip_prefix("header:") {
-        return Ok(req
-            .headers
-            .get(name.trim())
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned));
+        let name = name.trim().to_ascii_lowercase();
+        return Ok(optional_header_as(req.headers, &name, label)?.map(str::to_owned));
     }
     if let Some(pointer) = spec.strip_prefix("json:") {
         let parsed = doc.get_or_insert_with(|| serde_json::from_slice(req.body).ok());
@@ -172,18 +233,8 @@ impl Scheme for GenericHmac {
         let Some(options) = source.hmac.as_ref() else {
             return Err(VerifyError::MissingHeader("hmac options"));
         };
-        let name = options.header.to_ascii_lowercase();
-        let value = req
-            .headers
-            .get(name.as_str())
-            .ok_or(VerifyError::MissingHeader("configured signature header"))?;
-        if req.headers.get_all(name.as_str()).iter().count() > 1 {
-            return Err(VerifyError::DuplicateHeader("configured signature header"));
-        }
-        let value = value
-            .to_str()
-            .map_err(|_| VerifyError::MalformedHeader("configured signature header"))?
-            .trim();
+        let name = options.header.trim().to_ascii_lowercase();
+        let value = single_header_as(req.headers, &name, "configured signature header")?;
         let digest_text = match &options.prefix {
             Some(p) => value
                 .strip_prefix(p.as_str())
@@ -201,14 +252,8 @@ impl Scheme for GenericHmac {
 
         let ts_text = match &options.timestamp_header {
             Some(h) => {
-                let h = h.to_ascii_lowercase();
-                let t = req
-                    .headers
-                    .get(h.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .ok_or(VerifyError::MissingHeader("configured timestamp header"))?;
+                let h = h.trim().to_ascii_lowercase();
+                let t = single_header_as(req.headers, &h, "configured timestamp header")?;
                 let ts = parse_timestamp(t, "configured timestamp header")?;
                 check_tolerance(ts, now_s, source.tolerance_seconds)
                     .or_else(|e| shadow(source, e))?;
@@ -220,9 +265,7 @@ impl Scheme for GenericHmac {
             Some(t) => vec![t.as_bytes(), b".", req.body],
             None => vec![req.body],
         };
-        if !source
-            .secrets
-            .iter()
+        if !nonempty_secrets(source)
             .any(|s| verify(options.algorithm, s.expose().as_bytes(), &parts, &sig))
         {
             shadow(source, VerifyError::SignatureMismatch)?;
@@ -231,7 +274,7 @@ impl Scheme for GenericHmac {
         let mut doc = None;
         let (id, dedupe) = match &options.event_id {
             Some(spec) => {
-                let id = locate(spec, req, &mut doc)?
+                let id = locate(spec, "configured event id header", req, &mut doc)?
                     .ok_or(VerifyError::NoEventId("the configured event id is missing"))?;
                 (
                     id,
@@ -245,7 +288,8 @@ impl Scheme for GenericHmac {
             None => (crate::envelope::sha256_hex(req.body), Dedupe::BodyDigest),
         };
         let kind = match &options.event_type {
-            Some(spec) => locate(spec, req, &mut doc)?.unwrap_or_else(|| "webhook".to_owned()),
+            Some(spec) => locate(spec, "configured event type header", req, &mut doc)?
+                .unwrap_or_else(|| "webhook".to_owned()),
             None => "webhook".to_owned(),
         };
         let occurred_at_ms = ts_text
@@ -403,6 +447,99 @@ mod tests {
         assert!(
             check(&o, &h[..1], BODY, 1_700_000_000).is_err(),
             "timestamp header missing"
+        );
+    }
+
+    fn with_duplicate(headers: &[(&'static str, String)], name: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(*k, v.parse().unwrap());
+        }
+        h.append(name, "1700000001".parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn generic_hmac_rejects_duplicate_timestamp_header() {
+        let mut o = opts(
+            Algorithm::Sha256,
+            Encoding::Hex,
+            None,
+            Some("X-Acme-Timestamp"),
+        );
+        o.event_id = Some("header:X-Acme-Delivery".into());
+        o.event_type = Some("header:X-Acme-Event".into());
+        let sig = sign(
+            &o,
+            &Secret::new("acme-secret"),
+            Some(1_700_000_000),
+            BODY.as_bytes(),
+        );
+        let good = vec![
+            ("x-acme-signature", sig),
+            ("x-acme-timestamp", "1700000000".to_owned()),
+            ("x-acme-delivery", "d-1".to_owned()),
+            ("x-acme-event", "thing.happened".to_owned()),
+        ];
+        let run = |h: &HeaderMap| {
+            GenericHmac.verify_at(
+                &WebhookRequest {
+                    headers: h,
+                    body: BODY.as_bytes(),
+                    query: "",
+                },
+                &source(o.clone()),
+                1_700_000_000,
+            )
+        };
+        assert!(run(&with_duplicate(&good, "x-unrelated")).is_ok());
+        for (name, label) in [
+            ("x-acme-timestamp", "configured timestamp header"),
+            ("x-acme-delivery", "configured event id header"),
+            ("x-acme-event", "configured event type header"),
+            ("x-acme-signature", "configured signature header"),
+        ] {
+            let r = run(&with_duplicate(&good, name));
+            assert_eq!(r, Err(VerifyError::DuplicateHeader(label)), "{name}");
+            assert!(!r.unwrap_err().is_authentic(), "{name}: answered 401");
+        }
+    }
+
+    #[test]
+    fn options_with_bad_header_names_or_locations_are_refused() {
+        let base = opts(Algorithm::Sha256, Encoding::Hex, None, None);
+        assert_eq!(base.check(), Ok(()));
+        let field = |o: HmacOptions| o.check().unwrap_err().field;
+        assert_eq!(
+            field(HmacOptions {
+                header: "X Acme".into(),
+                ..base.clone()
+            }),
+            "header"
+        );
+        assert_eq!(
+            field(HmacOptions {
+                timestamp_header: Some("".into()),
+                ..base.clone()
+            }),
+            "timestamp_header"
+        );
+        for bad in ["/id", "json:id", "header:", "body:/id"] {
+            assert_eq!(
+                field(HmacOptions {
+                    event_id: Some(bad.into()),
+                    ..base.clone()
+                }),
+                "event_id",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            field(HmacOptions {
+                event_type: Some("type".into()),
+                ..base.clone()
+            }),
+            "event_type"
         );
     }
 

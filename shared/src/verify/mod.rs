@@ -8,6 +8,10 @@
 //!   prefix, an empty value or a header that appears twice where the scheme allows one fails closed;
 //! - the algorithm is fixed per scheme, never read from the request;
 //! - every configured secret is tried, and every signature the header carries is considered;
+//! - a secret that cannot key the scheme's MAC ([`check_key`]: empty, only a prefix, not the
+//!   encoding or length the scheme requires) is refused when the sources are loaded
+//!   ([`crate::Sources::new`]); a verifier handed one anyway never lets it match, so it fails
+//!   closed rather than accept a MAC anyone can compute;
 //! - timestamps are compared with `now_s` (epoch **seconds**, injected) both ways against the
 //!   source's `tolerance_seconds`;
 //! - only after the signature verifies is the body read for the event id and type, with a
@@ -33,6 +37,7 @@ pub mod twilio;
 use http::HeaderMap;
 
 use crate::config::{Provider, SourceConfig};
+use crate::secret::Secret;
 
 /// Longest event id accepted, bytes; keeps idempotency keys well inside DynamoDB's key limit.
 pub const MAX_EVENT_ID_BYTES: usize = 512;
@@ -157,6 +162,16 @@ pub enum VerifyError {
     /// Verified, but the event id or type could not be found (or is too long).
     #[error("verified, but no event id: {0}")]
     NoEventId(&'static str),
+    /// A configured secret cannot key the scheme's MAC (see [`check_key`]); nothing is
+    /// verified with such a source. [`crate::Sources::new`] refuses these, so only a source
+    /// built around it gets here.
+    #[error("secret {index} of the source cannot be used: {problem}")]
+    UnusableSecret {
+        /// The secret's position in the source's list, from 0.
+        index: usize,
+        /// What is wrong with it.
+        problem: KeyError,
+    },
 }
 
 impl VerifyError {
@@ -175,6 +190,7 @@ impl VerifyError {
             VerifyError::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
             VerifyError::SignatureMismatch => "bad_signature",
             VerifyError::NoEventId(_) => "no_event_id",
+            VerifyError::UnusableSecret { .. } => "unusable_secret",
         }
     }
 }
@@ -212,13 +228,93 @@ pub fn scheme_for(provider: Provider) -> &'static dyn Scheme {
 /// Verifies `req` with `source`'s scheme at `now_s` (epoch **seconds**).
 ///
 /// # Errors
-/// See [`Scheme::verify_at`].
+/// [`VerifyError::UnusableSecret`] if one of the source's secrets is empty (an empty HMAC key
+/// is one anyone can use); otherwise see [`Scheme::verify_at`].
 pub fn verify_at(
     req: &WebhookRequest<'_>,
     source: &SourceConfig,
     now_s: i64,
 ) -> Result<Verified, VerifyError> {
+    // Sources::new refuses these; this keeps a source built around it failing closed in every
+    // scheme. The schemes' own finer checks (a prefix with nothing after it, base64, length)
+    // skip the secret inside the scheme.
+    if let Some(index) = source.secrets.iter().position(|s| s.expose().is_empty()) {
+        return Err(VerifyError::UnusableSecret {
+            index,
+            problem: KeyError::Empty,
+        });
+    }
     scheme_for(source.provider).verify_at(req, source, now_s)
+}
+
+/// Why a secret cannot key a scheme's MAC. Messages never contain the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The secret is the empty string.
+    #[error("empty key")]
+    Empty,
+    /// The secret is only its prefix (e.g. `whsec_`), with nothing after it.
+    #[error("empty key after the {0:?} prefix")]
+    EmptyAfterPrefix(&'static str),
+    /// The scheme's key is base64 and this is not (standard alphabet, padded).
+    #[error("not base64{}", after(.after_prefix))]
+    NotBase64 {
+        /// The prefix removed before decoding, if there was one.
+        after_prefix: Option<&'static str>,
+    },
+    /// The decoded key is shorter or longer than the scheme allows (Standard Webhooks).
+    #[error(
+        "the key is {bytes} bytes once base64-decoded; Standard Webhooks requires {min} to {max}"
+    )]
+    Length {
+        /// The decoded key's length, bytes.
+        bytes: usize,
+        /// The shortest allowed, bytes.
+        min: usize,
+        /// The longest allowed, bytes.
+        max: usize,
+    },
+}
+
+fn after(prefix: &Option<&'static str>) -> String {
+    prefix
+        .map(|p| format!(" after the {p:?} prefix"))
+        .unwrap_or_default()
+}
+
+/// Checks that `secret` can key `provider`'s MAC, as that scheme uses it:
+///
+/// - `standard` (and `svix`): base64 after an optional `whsec_` prefix, 24 to 64 bytes once
+///   decoded ([`standard::key_bytes`]);
+/// - `stripe`: the whole string is the key, `whsec_` included; it must not be `whsec_` alone;
+/// - every other scheme (`github`, `shopify`, `slack`, `paddle`, `square`, `twilio`, `hmac`):
+///   the whole string is the key, which must not be empty.
+///
+/// # Errors
+/// The [`KeyError`] saying what is wrong (never quoting the secret).
+pub fn check_key(provider: Provider, secret: &Secret) -> Result<(), KeyError> {
+    match provider {
+        Provider::Standard => standard::key_bytes(secret).map(drop),
+        Provider::Stripe => stripe::check_key(secret),
+        Provider::Github
+        | Provider::Shopify
+        | Provider::Paddle
+        | Provider::Square
+        | Provider::Twilio
+        | Provider::Hmac
+        | Provider::Slack => {
+            if secret.expose().is_empty() {
+                Err(KeyError::Empty)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The secrets of `source` that are not empty: an empty HMAC key is one anyone can use.
+pub(crate) fn nonempty_secrets(source: &SourceConfig) -> impl Iterator<Item = &Secret> {
+    source.secrets.iter().filter(|s| !s.expose().is_empty())
 }
 
 /// The one value of header `name`.
@@ -230,17 +326,30 @@ pub(crate) fn single_header<'h>(
     headers: &'h HeaderMap,
     name: &'static str,
 ) -> Result<&'h str, VerifyError> {
+    single_header_as(headers, name, name)
+}
+
+/// [`single_header`] for a header whose name is configured (not `'static`): errors name it by
+/// `label` (e.g. `configured timestamp header`).
+///
+/// # Errors
+/// As [`single_header`], naming `label`.
+pub(crate) fn single_header_as<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    label: &'static str,
+) -> Result<&'h str, VerifyError> {
     let mut values = headers.get_all(name).iter();
-    let value = values.next().ok_or(VerifyError::MissingHeader(name))?;
+    let value = values.next().ok_or(VerifyError::MissingHeader(label))?;
     if values.next().is_some() {
-        return Err(VerifyError::DuplicateHeader(name));
+        return Err(VerifyError::DuplicateHeader(label));
     }
     let value = value
         .to_str()
-        .map_err(|_| VerifyError::MalformedHeader(name))?
+        .map_err(|_| VerifyError::MalformedHeader(label))?
         .trim();
     if value.is_empty() {
-        return Err(VerifyError::MissingHeader(name));
+        return Err(VerifyError::MissingHeader(label));
     }
     Ok(value)
 }
@@ -266,7 +375,16 @@ pub(crate) fn optional_header<'h>(
     headers: &'h HeaderMap,
     name: &'static str,
 ) -> Result<Option<&'h str>, VerifyError> {
-    match single_header(headers, name) {
+    optional_header_as(headers, name, name)
+}
+
+/// Like [`single_header_as`], but absence is not an error.
+pub(crate) fn optional_header_as<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    label: &'static str,
+) -> Result<Option<&'h str>, VerifyError> {
+    match single_header_as(headers, name, label) {
         Ok(v) => Ok(Some(v)),
         Err(VerifyError::MissingHeader(_)) => Ok(None),
         Err(e) => Err(e),
@@ -338,4 +456,41 @@ pub(crate) fn parse_timestamp(s: &str, header: &'static str) -> Result<i64, Veri
         return Err(VerifyError::MalformedHeader(header));
     }
     s.parse().map_err(|_| VerifyError::MalformedHeader(header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_secret_fails_closed_in_every_scheme_and_in_shadow_mode() {
+        let headers = HeaderMap::new();
+        let req = WebhookRequest {
+            headers: &headers,
+            body: b"{}",
+            query: "",
+        };
+        for provider in Provider::ALL {
+            let mut source =
+                SourceConfig::new("s", provider, vec![Secret::new("whsec_x"), Secret::new("")]);
+            source.enforce = false;
+            assert_eq!(
+                verify_at(&req, &source, 0),
+                Err(VerifyError::UnusableSecret {
+                    index: 1,
+                    problem: KeyError::Empty
+                }),
+                "{provider}"
+            );
+            assert_eq!(check_key(provider, &Secret::new("")), Err(KeyError::Empty));
+        }
+        assert_eq!(
+            VerifyError::UnusableSecret {
+                index: 1,
+                problem: KeyError::Empty
+            }
+            .reason(),
+            "unusable_secret"
+        );
+    }
 }

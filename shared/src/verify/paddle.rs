@@ -21,8 +21,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, parse_timestamp, shadow,
-    single_header,
+    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, nonempty_secrets,
+    parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -105,7 +105,7 @@ impl Scheme for Paddle {
             // An h1 that is not 64 hex digits: malformed, in shadow mode too.
             return Err(malformed);
         }
-        let matched = source.secrets.iter().any(|s| {
+        let matched = nonempty_secrets(source).any(|s| {
             let mac = keyed(s, ts_text, req.body);
             candidates[..n]
                 .iter()

@@ -29,7 +29,7 @@ use sha2::Sha256;
 
 use super::{
     Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    optional_header, parse_timestamp, shadow, single_header,
+    nonempty_secrets, optional_header, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -103,9 +103,7 @@ impl Scheme for Slack {
         let mut sig = [0u8; 32];
         hex::decode_to_slice(hex_sig, &mut sig)
             .map_err(|_| VerifyError::MalformedHeader(SIGNATURE_HEADER))?;
-        let authentic = source
-            .secrets
-            .iter()
+        let authentic = nonempty_secrets(source)
             .any(|s| keyed(s, ts_text, req.body).verify_slice(&sig).is_ok());
         if !authentic {
             shadow(source, VerifyError::SignatureMismatch)?;

@@ -8,7 +8,7 @@
 //! - headers `webhook-id`, `webhook-timestamp` (epoch seconds), `webhook-signature`; or the
 //!   same with the `svix-` prefix;
 //! - signed content `{id}.{timestamp}.{raw body}`, HMAC-SHA256, **base64**; the key is the
-//!   base64-decoded secret after its `whsec_` prefix;
+//!   base64-decoded secret after its `whsec_` prefix, 24 to 64 bytes ([`key_bytes`]);
 //! - `webhook-signature` is a space-separated list of `{version},{signature}`; only `v1`
 //!   entries are checked, others (such as the asymmetric `v1a`) are skipped, not failed;
 //! - the timestamp must be within the tolerance (default 300 s) either way;
@@ -25,8 +25,8 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Dedupe, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id, event_type,
-    json, optional_header, parse_timestamp, shadow, single_header,
+    Dedupe, KeyError, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, event_id,
+    event_type, json, optional_header, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -59,11 +59,50 @@ const SVIX: Family = Family {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StandardWebhooks;
 
-/// The HMAC key of a `whsec_…` secret: base64 after the prefix. `None` if not base64.
-pub fn key_bytes(secret: &Secret) -> Option<Vec<u8>> {
+/// The prefix of a symmetric Standard Webhooks secret.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// The shortest key the specification allows, bytes (192 bits).
+pub const MIN_KEY_BYTES: usize = 24;
+/// The longest key the specification allows, bytes (512 bits).
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// The HMAC key of a `whsec_…` secret: the standard base64 (padded) after the prefix, which
+/// may be left out.
+///
+/// The Standard Webhooks specification, "Signature scheme", table of symmetric and
+/// asymmetric signatures
+/// (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md#signature-scheme>):
+/// the symmetric signing secret is "Random. At least 24 bytes (192 bits, 512 maximum)", and
+/// its serialization is "base64 encoded, prefixed with `whsec_` for easy identification". So
+/// the decoded key must be [`MIN_KEY_BYTES`] to [`MAX_KEY_BYTES`] bytes. (Svix's secrets are
+/// 24 bytes.)
+///
+/// # Errors
+/// [`KeyError::EmptyAfterPrefix`] for `whsec_` alone, [`KeyError::Empty`] for the empty
+/// string, [`KeyError::NotBase64`], or [`KeyError::Length`] outside 24–64 bytes. An empty key
+/// would let anyone sign, so it is never returned.
+pub fn key_bytes(secret: &Secret) -> Result<Vec<u8>, KeyError> {
     let s = secret.expose();
-    let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    let (prefix, b64) = match s.strip_prefix(SECRET_PREFIX) {
+        Some(rest) => (Some(SECRET_PREFIX), rest),
+        None => (None, s),
+    };
+    if b64.is_empty() {
+        return Err(prefix.map_or(KeyError::Empty, KeyError::EmptyAfterPrefix));
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| KeyError::NotBase64 {
+            after_prefix: prefix,
+        })?;
+    if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&key.len()) {
+        return Err(KeyError::Length {
+            bytes: key.len(),
+            min: MIN_KEY_BYTES,
+            max: MAX_KEY_BYTES,
+        });
+    }
+    Ok(key)
 }
 
 fn keyed(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
@@ -76,14 +115,16 @@ fn keyed(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// The `webhook-signature` value for a message: `v1,{base64}`. `None` if the secret is not
-/// base64. Used by the CLI and tests.
-pub fn sign(secret: &Secret, id: &str, timestamp_s: i64, body: &[u8]) -> Option<String> {
+/// The `webhook-signature` value for a message: `v1,{base64}`. Used by the CLI and tests.
+///
+/// # Errors
+/// As [`key_bytes`], when the secret is not a usable key.
+pub fn sign(secret: &Secret, id: &str, timestamp_s: i64, body: &[u8]) -> Result<String, KeyError> {
     let key = key_bytes(secret)?;
     let tag = keyed(&key, id, &timestamp_s.to_string(), body)
         .finalize()
         .into_bytes();
-    Some(format!(
+    Ok(format!(
         "v1,{}",
         base64::engine::general_purpose::STANDARD.encode(tag)
     ))
@@ -134,12 +175,17 @@ impl Scheme for StandardWebhooks {
             // No well-formed v1 signature: malformed, in shadow mode too.
             return Err(VerifyError::MalformedHeader(family.signature));
         }
-        let matched = source.secrets.iter().filter_map(key_bytes).any(|key| {
-            let mac = keyed(&key, id, ts_text, req.body);
-            candidates[..n]
-                .iter()
-                .any(|c| mac.clone().verify_slice(c).is_ok())
-        });
+        // An unusable secret (Sources::new refuses them) keys nothing: it never matches.
+        let matched = source
+            .secrets
+            .iter()
+            .filter_map(|s| key_bytes(s).ok())
+            .any(|key| {
+                let mac = keyed(&key, id, ts_text, req.body);
+                candidates[..n]
+                    .iter()
+                    .any(|c| mac.clone().verify_slice(c).is_ok())
+            });
         if !matched {
             shadow(source, VerifyError::SignatureMismatch)?;
         }
@@ -287,6 +333,96 @@ mod tests {
                 Err(VerifyError::TimestampOutsideTolerance { .. })
             ));
         }
+    }
+
+    fn source_with(secret: &str) -> SourceConfig {
+        SourceConfig::new("std", Provider::Standard, vec![Secret::new(secret)])
+    }
+
+    #[test]
+    fn rejects_whsec_prefix_with_empty_key() {
+        assert_eq!(
+            key_bytes(&Secret::new("whsec_")),
+            Err(KeyError::EmptyAfterPrefix("whsec_"))
+        );
+        assert_eq!(key_bytes(&Secret::new("")), Err(KeyError::Empty));
+        assert!(sign(&Secret::new("whsec_"), "msg_FAKE0001", NOW, BODY.as_bytes()).is_err());
+        // A signature made with the empty key, which anyone can compute, is not accepted.
+        let forged = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(
+                keyed(&[], "msg_FAKE0001", "1700000000", BODY.as_bytes())
+                    .finalize()
+                    .into_bytes()
+            )
+        );
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", "msg_FAKE0001".parse().unwrap());
+        h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        h.insert("webhook-signature", forged.parse().unwrap());
+        let req = WebhookRequest {
+            headers: &h,
+            body: BODY.as_bytes(),
+            query: "",
+        };
+        assert_eq!(
+            StandardWebhooks.verify_at(&req, &source_with("whsec_"), NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
+        assert!(crate::verify::verify_at(&req, &source_with(""), NOW).is_err());
+    }
+
+    #[test]
+    fn key_must_be_base64_of_24_to_64_bytes() {
+        use base64::engine::general_purpose::STANDARD as B64;
+        let with = |n: usize| Secret::new(format!("whsec_{}", B64.encode(vec![7u8; n])));
+        assert_eq!(key_bytes(&with(24)).unwrap().len(), 24);
+        assert_eq!(key_bytes(&with(64)).unwrap().len(), 64);
+        for n in [1, 23, 65] {
+            assert_eq!(
+                key_bytes(&with(n)),
+                Err(KeyError::Length {
+                    bytes: n,
+                    min: 24,
+                    max: 64
+                }),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            key_bytes(&Secret::new("whsec_not base64!")),
+            Err(KeyError::NotBase64 {
+                after_prefix: Some("whsec_")
+            })
+        );
+        // The prefix may be left out, as the reference libraries allow.
+        assert_eq!(
+            key_bytes(&Secret::new(&SECRET["whsec_".len()..])),
+            key_bytes(&Secret::new(SECRET))
+        );
+        // A secret that is not a usable key (here 5 bytes) never verifies.
+        let src = source_with("whsec_c2hvcnQ=");
+        let sig = format!(
+            "v1,{}",
+            B64.encode(
+                keyed(b"short", "msg_FAKE0001", "1700000000", BODY.as_bytes())
+                    .finalize()
+                    .into_bytes()
+            )
+        );
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", "msg_FAKE0001".parse().unwrap());
+        h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        h.insert("webhook-signature", sig.parse().unwrap());
+        let req = WebhookRequest {
+            headers: &h,
+            body: BODY.as_bytes(),
+            query: "",
+        };
+        assert_eq!(
+            StandardWebhooks.verify_at(&req, &src, NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
     }
 
     #[test]

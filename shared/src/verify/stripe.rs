@@ -9,7 +9,8 @@
 //!   considered (Stripe sends one per active secret while a secret is rolled); `v0` and unknown
 //!   elements are ignored;
 //! - signed payload: `{t}.{raw body}`, HMAC-SHA256, lower-case hex, keyed with the endpoint
-//!   secret **as is** (`whsec_…` prefix included);
+//!   secret **as is** (`whsec_…` prefix included); a secret that is the prefix alone is
+//!   refused at load ([`check_key`]) and never matches here;
 //! - the timestamp must be within the source's tolerance (default 300 s) of now, either way;
 //! - event id and type: the body's top-level `id` (`evt_…`) and `type`; `created` becomes the
 //!   envelope's `occurred_at`: epoch seconds in snapshot events, an RFC 3339 string in thin
@@ -24,8 +25,8 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{
-    Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, json, parse_timestamp, shadow,
-    single_header,
+    KeyError, Scheme, Verified, VerifyError, WebhookRequest, check_tolerance, json,
+    nonempty_secrets, parse_timestamp, shadow, single_header,
 };
 use crate::config::SourceConfig;
 use crate::secret::Secret;
@@ -97,6 +98,22 @@ pub fn parse_header(value: &str) -> Result<SignatureHeader<'_>, VerifyError> {
     })
 }
 
+/// The prefix of Stripe's endpoint secrets (`whsec_…`); it is part of the key.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// Checks a Stripe secret: the whole string is the key, so any non-empty string works, but
+/// `whsec_` alone (a placeholder, and a key anyone knows) is refused.
+///
+/// # Errors
+/// [`KeyError::Empty`] or [`KeyError::EmptyAfterPrefix`].
+pub fn check_key(secret: &Secret) -> Result<(), KeyError> {
+    match secret.expose() {
+        "" => Err(KeyError::Empty),
+        SECRET_PREFIX => Err(KeyError::EmptyAfterPrefix(SECRET_PREFIX)),
+        _ => Ok(()),
+    }
+}
+
 /// Computes the `Stripe-Signature` value Stripe would send for `body` at `timestamp_s`
 /// (epoch **seconds**): `t={timestamp_s},v1={hex}`. Used by the CLI and tests.
 pub fn sign(secret: &Secret, timestamp_s: i64, body: &[u8]) -> String {
@@ -138,12 +155,14 @@ impl Scheme for Stripe {
             // No well-formed v1 at all: malformed, in shadow mode too.
             return Err(VerifyError::MalformedHeader(SIGNATURE_HEADER));
         }
-        let matched = source.secrets.iter().any(|secret| {
-            let mac = keyed(secret, header.timestamp_text, req.body);
-            candidates[..n]
-                .iter()
-                .any(|c| mac.clone().verify_slice(c).is_ok())
-        });
+        let matched = nonempty_secrets(source)
+            .filter(|s| s.expose() != SECRET_PREFIX)
+            .any(|secret| {
+                let mac = keyed(secret, header.timestamp_text, req.body);
+                candidates[..n]
+                    .iter()
+                    .any(|c| mac.clone().verify_slice(c).is_ok())
+            });
         if !matched {
             shadow(source, VerifyError::SignatureMismatch)?;
         }
@@ -331,6 +350,29 @@ mod tests {
             NOW,
         );
         assert_eq!(r, Err(VerifyError::DuplicateHeader(SIGNATURE_HEADER)));
+    }
+
+    #[test]
+    fn a_secret_that_is_only_the_prefix_never_verifies() {
+        // `whsec_` alone is a key anyone knows: Sources::new refuses it, and the scheme never
+        // lets it match.
+        assert_eq!(
+            check_key(&Secret::new("whsec_")),
+            Err(KeyError::EmptyAfterPrefix("whsec_"))
+        );
+        assert_eq!(check_key(&Secret::new("")), Err(KeyError::Empty));
+        assert_eq!(check_key(&Secret::new("whsec_x")), Ok(()));
+        let body = s1();
+        let forged = sign(&Secret::new("whsec_"), NOW, &body);
+        assert_eq!(
+            check(Some(&forged), &body, &["whsec_"], NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
+        let forged = sign(&Secret::new(""), NOW, &body);
+        assert_eq!(
+            check(Some(&forged), &body, &[""], NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
     }
 
     #[test]
