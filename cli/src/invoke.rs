@@ -4,10 +4,12 @@
 //! configured secret at the current time, so it verifies now — for example with
 //! `sam local invoke IngestFunction -e <(doorbell sign events/ingest-stripe-http-api.json)`.
 //! `invoke ingest` runs the event through the same Lambda adapter and app as the deployed
-//! function, with an in-process queue, and prints the Lambda response; `invoke worker` runs an
-//! SQS event through the worker with a SQLite event store and prints the batch response.
+//! function, with an in-process queue, and prints the Lambda response, with the status and,
+//! for a refused request, the reason the app logged (`401 Unauthorized: bad_signature (no
+//! signature matches)`); `invoke worker` runs an SQS event through the worker with a SQLite
+//! event store and prints the batch response.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -22,6 +24,9 @@ use doorbell_worker::{Worker, WorkerConfig, handlers};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context as LambdaContext, LambdaEvent, Service};
 use serde_json::Value;
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
+use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
 
 /// The source an ingest event is for: `pathParameters.source`, else the last path segment.
 pub fn event_source(event: &Value) -> Option<String> {
@@ -173,6 +178,141 @@ pub fn sign_event(event: &mut Value, sources: &Sources, now_s: i64) -> anyhow::R
 /// # Errors
 /// When the event is not an API Gateway / function URL event.
 pub async fn invoke_ingest(
+    event: Value,
+    sources: Sources,
+    now_ms: i64,
+) -> anyhow::Result<(Value, Vec<String>)> {
+    let run = run_ingest(event, sources, now_ms).await?;
+    Ok((run.response, run.enqueued))
+}
+
+/// Why the ingest app refused a request, as it logged it (the `rejected` log line): its
+/// `outcome`, and for a signature check the `reason` code and `detail`. These name headers and
+/// checks, never a secret or a signature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejection {
+    /// `signature_rejected`, `no_event_id`, `unknown_source`, `body_rejected`, …
+    pub outcome: String,
+    /// The reason code (`bad_signature`, `missing_header`, …), or for `no_event_id` the text.
+    pub reason: Option<String>,
+    /// The reason in words (`no signature matches`, `missing header stripe-signature`).
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for Rejection {
+    /// `bad_signature (no signature matches)`, `no_event_id (verified, but …)`,
+    /// `unknown_source`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (code, words) = match (&self.reason, &self.detail) {
+            (Some(reason), Some(detail)) => (reason.as_str(), Some(detail)),
+            (Some(reason), None) => (self.outcome.as_str(), Some(reason)),
+            (None, _) => (self.outcome.as_str(), None),
+        };
+        match words {
+            Some(w) => write!(f, "{code} ({w})"),
+            None => f.write_str(code),
+        }
+    }
+}
+
+/// What one `invoke ingest` did.
+#[derive(Debug, Clone)]
+pub struct IngestRun {
+    /// The Lambda response (`statusCode`, `headers`, `body`).
+    pub response: Value,
+    /// The bodies of the messages enqueued.
+    pub enqueued: Vec<String>,
+    /// Why the app refused the request, when it did.
+    pub rejection: Option<Rejection>,
+}
+
+impl IngestRun {
+    /// The response's status with its reason phrase and, when the app refused the request,
+    /// why: `401 Unauthorized: bad_signature (no signature matches)`, `200 OK`.
+    pub fn status_line(&self) -> String {
+        let code = self.response["statusCode"].as_u64().unwrap_or_default();
+        let phrase = u16::try_from(code)
+            .ok()
+            .and_then(|c| lambda_http::http::StatusCode::from_u16(c).ok())
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("");
+        match &self.rejection {
+            Some(r) => format!("{code} {phrase}: {r}"),
+            None => format!("{code} {phrase}"),
+        }
+    }
+}
+
+/// A tracing layer that keeps the ingest app's `rejected` event and passes every event on to
+/// the dispatcher that was in place (the command's own log output).
+struct CaptureRejection {
+    seen: Arc<Mutex<Option<Rejection>>>,
+    forward: Dispatch,
+}
+
+#[derive(Default)]
+struct RejectionFields {
+    message: String,
+    rejection: Rejection,
+}
+
+impl tracing::field::Visit for RejectionFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.record_text(field.name(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.record_text(field.name(), format!("{value:?}"));
+    }
+}
+
+impl RejectionFields {
+    fn record_text(&mut self, name: &str, text: String) {
+        match name {
+            "message" => self.message = text,
+            "outcome" => self.rejection.outcome = text,
+            "reason" => self.rejection.reason = Some(text),
+            "detail" => self.rejection.detail = Some(text),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for CaptureRejection {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
+        let mut fields = RejectionFields::default();
+        event.record(&mut fields);
+        if fields.message == "rejected" && !fields.rejection.outcome.is_empty() {
+            *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(fields.rejection);
+        }
+        if self.forward.enabled(event.metadata()) {
+            self.forward.event(event);
+        }
+    }
+}
+
+/// [`invoke_ingest`], also returning why the app refused the request, read from its log.
+///
+/// # Errors
+/// When the event is not an API Gateway / function URL event.
+pub async fn run_ingest(event: Value, sources: Sources, now_ms: i64) -> anyhow::Result<IngestRun> {
+    let seen = Arc::new(Mutex::new(None));
+    let capture = CaptureRejection {
+        seen: seen.clone(),
+        forward: tracing::dispatcher::get_default(Dispatch::clone),
+    };
+    let (response, enqueued) = call_ingest(event, sources, now_ms)
+        .with_subscriber(tracing_subscriber::registry().with(capture))
+        .await?;
+    let rejection = seen.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Ok(IngestRun {
+        response,
+        enqueued,
+        rejection,
+    })
+}
+
+async fn call_ingest(
     event: Value,
     sources: Sources,
     now_ms: i64,

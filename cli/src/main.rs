@@ -152,12 +152,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let now_ms = opts.now_s() * 1000;
             let response = match function {
                 Function::Ingest => {
-                    let (response, enqueued) =
-                        doorbell_cli::invoke::invoke_ingest(ev, opts.sources()?, now_ms).await?;
-                    for body in enqueued {
+                    let run = doorbell_cli::invoke::run_ingest(ev, opts.sources()?, now_ms).await?;
+                    eprintln!("{}", run.status_line());
+                    for body in &run.enqueued {
                         eprintln!("enqueued: {body}");
                     }
-                    response
+                    run.response
                 }
                 Function::Worker => {
                     let store = match &db {
