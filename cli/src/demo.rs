@@ -308,7 +308,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<bool> {
         events.len(),
         dead.len()
     )?;
-    for r in store.all()? {
+    for r in store.all().await? {
         writeln!(
             out,
             "event store: {:<52} {:<11} attempts={} {}",

@@ -146,8 +146,8 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
         .context("the local queue has a dead-letter queue")?;
     let store = Arc::new(SqliteEventStore::new(db.clone())?);
     let payloads = Arc::new(SqlitePayloadStore::new(db, "doorbell-dev-payloads")?);
-    let orphans = queue.delete_orphan_payloads()?;
-    let (queued, dead) = (queue.len()?, dlq.len()?);
+    let orphans = queue.delete_orphan_payloads().await?;
+    let (queued, dead) = (queue.len().await?, dlq.len().await?);
     if queued + dead + orphans > 0 {
         tracing::info!(
             db = %args.db.display(), queued, dead_letter_queue = dead, orphan_payloads_deleted = orphans,
@@ -248,13 +248,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let poller = pipeline.clone();
     let polling = tokio::spawn(async move {
-        let mut dead = dlq.as_ref().and_then(|d| d.len().ok()).unwrap_or(0);
+        let dead_letters = async |dlq: &Option<SqliteQueue>| match dlq {
+            Some(d) => d.len().await.ok(),
+            None => None,
+        };
+        let mut dead = dead_letters(&dlq).await.unwrap_or(0);
         while !*stop_rx.borrow() {
             let idle = match poller.poll_once().await {
                 Ok(reports) if reports.is_empty() => Duration::from_millis(200),
                 Ok(reports) => {
                     if reports.iter().any(|r| r.outcome.name() != "processed") {
-                        if let Some(n) = dlq.as_ref().and_then(|d| d.len().ok())
+                        if let Some(n) = dead_letters(&dlq).await
                             && n > dead
                         {
                             tracing::warn!(

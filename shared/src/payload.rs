@@ -217,10 +217,10 @@ pub struct SqlitePayloadStore {
     bucket: String,
 }
 
-fn sqlite_unavailable(operation: &'static str, e: rusqlite::Error) -> PayloadError {
+fn sqlite_unavailable(operation: &'static str, e: String) -> PayloadError {
     PayloadError::Unavailable {
         operation,
-        message: e.to_string(),
+        message: e,
     }
 }
 
@@ -244,10 +244,10 @@ impl SqlitePayloadStore {
     ///
     /// # Errors
     /// [`PayloadError::Unavailable`].
-    pub fn len(&self) -> Result<usize, PayloadError> {
+    pub async fn len(&self) -> Result<usize, PayloadError> {
         self.db
-            .lock()
-            .query_row("SELECT count(*) FROM payloads", [], |r| r.get::<_, i64>(0))
+            .call(|c| c.query_row("SELECT count(*) FROM payloads", [], |r| r.get::<_, i64>(0)))
+            .await
             .map(|n| n as usize)
             .map_err(|e| sqlite_unavailable("count", e))
     }
@@ -256,24 +256,30 @@ impl SqlitePayloadStore {
 #[async_trait::async_trait]
 impl PayloadStore for SqlitePayloadStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), PayloadError> {
+        let key = key.to_owned();
         self.db
-            .lock()
-            .execute(
-                "INSERT OR REPLACE INTO payloads (key, bytes) VALUES (?1, ?2)",
-                rusqlite::params![key, bytes],
-            )
+            .call(move |c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO payloads (key, bytes) VALUES (?1, ?2)",
+                    rusqlite::params![key, bytes],
+                )
+            })
+            .await
             .map(|_| ())
             .map_err(|e| sqlite_unavailable("put", e))
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, PayloadError> {
         use rusqlite::OptionalExtension;
+        let k = key.to_owned();
         self.db
-            .lock()
-            .query_row("SELECT bytes FROM payloads WHERE key = ?1", [key], |r| {
-                r.get(0)
+            .call(move |c| {
+                c.query_row("SELECT bytes FROM payloads WHERE key = ?1", [k], |r| {
+                    r.get(0)
+                })
+                .optional()
             })
-            .optional()
+            .await
             .map_err(|e| sqlite_unavailable("get", e))?
             .ok_or_else(|| PayloadError::NotFound {
                 key: key.to_owned(),

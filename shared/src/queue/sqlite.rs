@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::claim_check::ClaimCheckPointer;
 use super::{EventQueue, MemoryQueueConfig, OutgoingMessage, QueueError, ReceivedMessage};
@@ -130,36 +130,43 @@ impl SqliteQueue {
         format!("arn:aws:sqs:local:000000000000:{}", self.name)
     }
 
+    async fn call<R, F>(&self, operation: &'static str, f: F) -> Result<R, QueueError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.db.call(f).await.map_err(|e| unavailable(operation, e))
+    }
+
     /// Messages in the queue, visible or in flight.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    pub fn len(&self) -> Result<usize, QueueError> {
-        self.db
-            .lock()
-            .query_row(
+    pub async fn len(&self) -> Result<usize, QueueError> {
+        let name = self.name.clone();
+        self.call("count", move |c| {
+            c.query_row(
                 "SELECT count(*) FROM queue_messages WHERE queue = ?1",
-                [&*self.name],
+                [&*name],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as usize)
-            .map_err(|e| unavailable("count", e))
+        })
+        .await
+        .map(|n| n as usize)
     }
 
     /// Bodies of all messages, oldest first (for inspection; receives nothing).
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    pub fn peek_bodies(&self) -> Result<Vec<String>, QueueError> {
-        let conn = self.db.lock();
-        let mut st = conn
-            .prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq")
-            .map_err(|e| unavailable("peek", e))?;
-        let rows = st
-            .query_map([&*self.name], |r| r.get(0))
-            .map_err(|e| unavailable("peek", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| unavailable("peek", e))
+    pub async fn peek_bodies(&self) -> Result<Vec<String>, QueueError> {
+        let name = self.name.clone();
+        self.call("peek", move |c| {
+            c.prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY seq")?
+                .query_map([&*name], |r| r.get(0))?
+                .collect()
+        })
+        .await
     }
 
     /// Deletes claim-checked envelopes no message in any queue of the database points at: left
@@ -169,35 +176,30 @@ impl SqliteQueue {
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    pub fn delete_orphan_payloads(&self) -> Result<usize, QueueError> {
-        self.db
-            .lock()
-            .execute(
+    pub async fn delete_orphan_payloads(&self) -> Result<usize, QueueError> {
+        self.call("delete", |c| {
+            c.execute(
                 "DELETE FROM payloads WHERE NOT EXISTS
                  (SELECT 1 FROM queue_messages WHERE payload_key = payloads.key)",
                 [],
             )
-            .map_err(|e| unavailable("delete", e))
+        })
+        .await
     }
 
-    fn delete_in(
-        tx: &rusqlite::Transaction<'_>,
-        queue: &str,
-        handle: &str,
-    ) -> rusqlite::Result<()> {
+    fn delete_in(conn: &Connection, queue: &str, handle: &str) -> rusqlite::Result<()> {
         let Some((seq, count)) = parse_receipt(handle) else {
             return Ok(());
         };
-        let payload: Option<Option<String>> = tx
-            .query_row(
+        let payload: Option<Option<String>> = conn
+            .prepare_cached(
                 "DELETE FROM queue_messages WHERE seq = ?1 AND queue = ?2 AND receive_count = ?3
                  RETURNING payload_key",
-                params![seq, queue, count],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![seq, queue, count], |r| r.get(0))
             .optional()?;
         if let Some(Some(key)) = payload {
-            tx.execute(
+            conn.execute(
                 "DELETE FROM payloads WHERE key = ?1
                  AND NOT EXISTS (SELECT 1 FROM queue_messages WHERE payload_key = ?1)",
                 [key],
@@ -226,14 +228,19 @@ impl EventQueue for SqliteQueue {
         let attributes = serde_json::to_string(&attributes).map_err(|e| unavailable("send", e))?;
         let payload_key = ClaimCheckPointer::parse(&message.body).map(|p| p.claim_check.key);
         let now = self.clock.now_ms();
-        let conn = self.db.lock();
-        conn.execute(
-            "INSERT INTO queue_messages (queue, body, attributes, group_id, sent_ms, visible_at_ms, payload_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![&*self.name, message.body, attributes, message.group_id, now, payload_key],
-        )
-        .map_err(|e| unavailable("send", e))?;
-        Ok(message_id(conn.last_insert_rowid()))
+        let name = self.name.clone();
+        let OutgoingMessage { body, group_id, .. } = message;
+        let seq = self
+            .call("send", move |c| {
+                c.prepare_cached(
+                    "INSERT INTO queue_messages (queue, body, attributes, group_id, sent_ms, visible_at_ms, payload_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                )?
+                .execute(params![&*name, body, attributes, group_id, now, payload_key])?;
+                Ok(c.last_insert_rowid())
+            })
+            .await?;
+        Ok(message_id(seq))
     }
 
     async fn receive(&self, max: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
@@ -243,75 +250,62 @@ impl EventQueue for SqliteQueue {
             .dead_letter
             .as_ref()
             .map(|dlq| (dlq, self.config.max_receive_count));
-        let mut conn = self.db.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| unavailable("receive", e))?;
-        let mut out = Vec::new();
-        loop {
-            let rows: Vec<(i64, String, String, Option<String>, i64, u32)> = {
-                let mut st = tx
+        let redrive_after = redrive_after.map(|(dlq, n)| (dlq.clone(), n));
+        let name = self.name.clone();
+        let visibility_ms = self.config.visibility_timeout_ms;
+        // One operation of the database thread: what it takes is taken atomically.
+        self.call("receive", move |c| {
+            let mut out = Vec::new();
+            loop {
+                let rows: Vec<(i64, String, String, Option<String>, i64, u32)> = c
                     .prepare_cached(
                         "SELECT seq, body, attributes, group_id, sent_ms, receive_count
                          FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2
                          ORDER BY visible_at_ms, seq LIMIT ?3",
-                    )
-                    .map_err(|e| unavailable("receive", e))?;
-                let rows = st
-                    .query_map(params![&*self.name, now, (max - out.len()) as i64], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })
-                    .map_err(|e| unavailable("receive", e))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(|e| unavailable("receive", e))?
-            };
-            if rows.is_empty() {
-                break;
-            }
-            for (seq, body, attributes, group_id, sent_ms, count) in rows {
-                if let Some((dlq, max_count)) = redrive_after
-                    && count >= max_count
-                {
-                    // SQS keeps the message id, body, attributes and the original send time.
-                    tx.execute(
-                        "UPDATE queue_messages SET queue = ?2, receive_count = 0, visible_at_ms = ?3
-                         WHERE seq = ?1",
-                        params![seq, &**dlq, now],
-                    )
-                    .map_err(|e| unavailable("receive", e))?;
-                    continue;
+                    )?
+                    .query_map(params![&*name, now, (max - out.len()) as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                if rows.is_empty() {
+                    break;
                 }
-                let count = count + 1;
-                tx.execute(
-                    "UPDATE queue_messages SET receive_count = ?2, visible_at_ms = ?3 WHERE seq = ?1",
-                    params![seq, count, now + self.config.visibility_timeout_ms],
-                )
-                .map_err(|e| unavailable("receive", e))?;
-                let attributes: Vec<(String, String)> =
-                    serde_json::from_str(&attributes).unwrap_or_default();
-                out.push(ReceivedMessage {
-                    message_id: message_id(seq),
-                    receipt_handle: format!("{seq}.{count}"),
-                    body,
-                    receive_count: count,
-                    sent_timestamp_ms: sent_ms,
-                    group_id,
-                    attributes,
-                });
+                for (seq, body, attributes, group_id, sent_ms, count) in rows {
+                    if let Some((dlq, max_count)) = &redrive_after
+                        && count >= *max_count
+                    {
+                        // SQS keeps the message id, body, attributes and the original send time.
+                        c.prepare_cached(
+                            "UPDATE queue_messages SET queue = ?2, receive_count = 0, visible_at_ms = ?3
+                             WHERE seq = ?1",
+                        )?
+                        .execute(params![seq, &**dlq, now])?;
+                        continue;
+                    }
+                    let count = count + 1;
+                    c.prepare_cached(
+                        "UPDATE queue_messages SET receive_count = ?2, visible_at_ms = ?3 WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, count, now + visibility_ms])?;
+                    let attributes: Vec<(String, String)> =
+                        serde_json::from_str(&attributes).unwrap_or_default();
+                    out.push(ReceivedMessage {
+                        message_id: message_id(seq),
+                        receipt_handle: format!("{seq}.{count}"),
+                        body,
+                        receive_count: count,
+                        sent_timestamp_ms: sent_ms,
+                        group_id,
+                        attributes,
+                    });
+                }
+                if out.len() >= max {
+                    break;
+                }
             }
-            if out.len() >= max {
-                break;
-            }
-        }
-        tx.commit().map_err(|e| unavailable("receive", e))?;
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
@@ -319,14 +313,14 @@ impl EventQueue for SqliteQueue {
     }
 
     async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
-        let mut conn = self.db.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| unavailable("delete", e))?;
-        for handle in receipt_handles {
-            Self::delete_in(&tx, &self.name, handle).map_err(|e| unavailable("delete", e))?;
-        }
-        tx.commit().map_err(|e| unavailable("delete", e))
+        let name = self.name.clone();
+        let handles: Vec<String> = receipt_handles.iter().map(|h| (*h).to_owned()).collect();
+        self.call("delete", move |c| {
+            handles
+                .iter()
+                .try_for_each(|h| Self::delete_in(c, &name, h))
+        })
+        .await
     }
 
     fn max_message_bytes(&self) -> usize {
@@ -395,12 +389,12 @@ mod tests {
         clock.advance_ms(1_000);
         let second = q.receive(1).await.unwrap().remove(0);
         q.delete(&first.receipt_handle).await.unwrap();
-        assert_eq!(q.len().unwrap(), 1, "a stale handle deletes nothing");
+        assert_eq!(q.len().await.unwrap(), 1, "a stale handle deletes nothing");
         q.delete(&second.receipt_handle).await.unwrap();
         q.delete("not a handle").await.unwrap();
         clock.advance_ms(10_000);
         assert!(q.receive(10).await.unwrap().is_empty());
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.len().await.unwrap(), 0);
     }
 
     #[tokio::test]
@@ -427,7 +421,7 @@ mod tests {
             clock.advance_ms(1_000);
         }
         assert!(q.receive(10).await.unwrap().is_empty());
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.len().await.unwrap(), 0);
         let d = dlq.receive(10).await.unwrap();
         assert_eq!(d[0].message_id, id);
         assert_eq!(d[0].body, "poison");
@@ -471,7 +465,7 @@ mod tests {
         clock.advance_ms(1_000);
         let r = q.receive(10).await.unwrap();
         assert_eq!((r[0].body.as_str(), r[0].receive_count), ("kept", 2));
-        assert_eq!(dlq.peek_bodies().unwrap(), ["dead"]);
+        assert_eq!(dlq.peek_bodies().await.unwrap(), ["dead"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -501,12 +495,12 @@ mod tests {
         };
         cc.send(big_msg()).await.unwrap();
         cc.send(big_msg()).await.unwrap(); // the same envelope twice: one stored object
-        assert_eq!(payloads.len().unwrap(), 1);
+        assert_eq!(payloads.len().await.unwrap(), 1);
         let r = q.receive(10).await.unwrap();
         assert_eq!(r.len(), 2);
         q.delete(&r[0].receipt_handle).await.unwrap();
         assert_eq!(
-            payloads.len().unwrap(),
+            payloads.len().await.unwrap(),
             1,
             "still referenced by the other message"
         );
@@ -521,13 +515,13 @@ mod tests {
         .unwrap();
         q.delete(&r[1].receipt_handle).await.unwrap();
         assert_eq!(
-            payloads.len().unwrap(),
+            payloads.len().await.unwrap(),
             1,
             "the dead-lettered copy points at it"
         );
         let d = dlq.receive(1).await.unwrap();
         dlq.delete(&d[0].receipt_handle).await.unwrap();
-        assert_eq!(payloads.len().unwrap(), 0);
+        assert_eq!(payloads.len().await.unwrap(), 0);
         assert!(payloads.get("anything").await.is_err());
     }
 }

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     ClaimOutcome, ClaimRequest, Entity, EntityStore, EntityWrite, EventRecord, EventStore, Status,
@@ -76,7 +76,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// The SQLite store. Cloning shares the connection.
+/// The SQLite store. Cloning shares the database.
 #[derive(Debug, Clone)]
 pub struct SqliteEventStore {
     db: SqliteDb,
@@ -90,19 +90,19 @@ impl SqliteEventStore {
     /// [`StoreError::Unavailable`] if the tables cannot be created or migrated.
     pub fn new(db: SqliteDb) -> Result<Self, StoreError> {
         db.migrate(SCHEMA)?;
-        let conn = db.lock();
         // Files written by earlier versions gain the columns added since.
-        for (table, column, ddl) in ADDED_COLUMNS {
-            let has = conn
-                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
-                .and_then(|mut st| st.exists([table, column]))
-                .map_err(|e| unavailable("open", e))?;
-            if !has {
-                conn.execute_batch(ddl)
-                    .map_err(|e| unavailable("open", e))?;
+        db.call_blocking(|conn| {
+            for (table, column, ddl) in ADDED_COLUMNS {
+                let has = conn
+                    .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+                    .and_then(|mut st| st.exists([table, column]))?;
+                if !has {
+                    conn.execute_batch(ddl)?;
+                }
             }
-        }
-        drop(conn);
+            Ok(())
+        })
+        .map_err(|e| unavailable("open", e))?;
         Ok(Self { db })
     }
 
@@ -128,26 +128,29 @@ impl SqliteEventStore {
         &self.db
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock()
+    async fn call<R, F>(&self, operation: &'static str, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.db.call(f).await.map_err(|e| unavailable(operation, e))
     }
 
     /// All records, oldest key first (for the CLI's inspection).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
-    pub fn all(&self) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
+    pub async fn all(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.call("scan", |conn| {
+            let mut stmt = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM webhook_events ORDER BY rowid"
-            ))
-            .map_err(|e| unavailable("scan", e))?;
-        let rows = stmt
-            .query_map([], row_to_record)
-            .map_err(|e| unavailable("scan", e))?;
-        rows.map(|r| r.map_err(|e| unavailable("scan", e))?)
-            .collect()
+            ))?;
+            stmt.query_map([], row_to_record)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?
+        .into_iter()
+        .collect()
     }
 
     /// How many times `(kind, id)`'s state was written (a write the ordering guard refused is
@@ -155,16 +158,18 @@ impl SqliteEventStore {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub fn entity_writes(&self, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        self.lock()
-            .query_row(
+    pub async fn entity_writes(&self, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.call("get_entity", move |conn| {
+            conn.query_row(
                 "SELECT writes FROM entities WHERE kind = ?1 AND id = ?2",
                 [kind, id],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
-            .map(|n| n.map(|n| n.max(0) as u64))
-            .map_err(|e| unavailable("get_entity", e))
+        })
+        .await
+        .map(|n| n.map(|n| n.max(0) as u64))
     }
 }
 
@@ -201,102 +206,107 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
     }))
 }
 
-fn read(conn: &Connection, key: &str) -> Result<Option<EventRecord>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM webhook_events WHERE pk = ?1"),
-        [key],
-        row_to_record,
-    )
+fn read(conn: &Connection, key: &str) -> rusqlite::Result<Option<RowResult>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM webhook_events WHERE pk = ?1"
+    ))?
+    .query_row([key], row_to_record)
     .optional()
-    .map_err(|e| unavailable("get", e))?
-    .transpose()
 }
 
 /// How a claim ends.
-enum Finish<'a> {
-    Processed { outcome: &'a str },
-    Failed { error: &'a str },
+enum Finish {
+    Processed { outcome: String },
+    Failed { error: String },
 }
 
+/// Marks the claim `attempt` of `key` finished; `false` when it is no longer that attempt's.
 fn finish(
     conn: &Connection,
     key: &str,
     attempt: u32,
-    how: Finish<'_>,
+    how: Finish,
     now_ms: i64,
-) -> Result<(), StoreError> {
-    let (status, processed_at, outcome, error, op) = match how {
-        Finish::Processed { outcome } => (
-            Status::Processed,
-            Some(now_ms),
-            Some(outcome),
-            None,
-            "complete",
-        ),
-        Finish::Failed { error } => (
-            Status::Failed,
-            None,
-            None,
-            Some(truncate_error(error)),
-            "fail",
-        ),
+) -> rusqlite::Result<bool> {
+    let (status, processed_at, outcome, error) = match how {
+        Finish::Processed { outcome } => (Status::Processed, Some(now_ms), Some(outcome), None),
+        Finish::Failed { error } => (Status::Failed, None, None, Some(truncate_error(&error))),
     };
     let n = conn
-        .execute(
+        .prepare_cached(
             "UPDATE webhook_events SET status = ?1, processed_at = COALESCE(?2, processed_at),
-                 outcome = COALESCE(?3, outcome), last_error = COALESCE(?4, last_error),
-                 lease_expires_at = NULL, updated_at = ?5
-             WHERE pk = ?6 AND status = 'IN_PROGRESS' AND attempts = ?7",
-            params![
-                status.as_str(),
-                processed_at,
-                outcome,
-                error,
-                now_ms,
-                key,
-                attempt
-            ],
-        )
-        .map_err(|e| unavailable(op, e))?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LeaseLost {
-            key: key.to_owned(),
-        })
+             outcome = COALESCE(?3, outcome), last_error = COALESCE(?4, last_error),
+             lease_expires_at = NULL, updated_at = ?5
+         WHERE pk = ?6 AND status = 'IN_PROGRESS' AND attempts = ?7",
+        )?
+        .execute(params![
+            status.as_str(),
+            processed_at,
+            outcome,
+            error,
+            now_ms,
+            key,
+            attempt
+        ])?;
+    Ok(n == 1)
+}
+
+impl SqliteEventStore {
+    async fn finish(
+        &self,
+        op: &'static str,
+        key: &str,
+        attempt: u32,
+        how: Finish,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let k = key.to_owned();
+        if self
+            .call(op, move |conn| finish(conn, &k, attempt, how, now_ms))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost {
+                key: key.to_owned(),
+            })
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl EventStore for SqliteEventStore {
     async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| unavailable("claim", e))?;
-        let existing = read(&tx, &req.key)?;
-        if let Some(outcome) = decide(existing.as_ref(), req) {
-            return Ok(outcome);
-        }
-        let attempts = existing.as_ref().map_or(0, |r| r.attempts) + 1;
-        tx.execute(
-            "INSERT INTO webhook_events (pk, source, provider, event_id, topic, payload, body_sha256,
-                 status, received_at, attempts, lease_expires_at, updated_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'IN_PROGRESS', ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (pk) DO UPDATE SET status = 'IN_PROGRESS', attempts = excluded.attempts,
-                 topic = excluded.topic, body_sha256 = excluded.body_sha256,
-                 payload = COALESCE(webhook_events.payload, excluded.payload),
-                 lease_expires_at = excluded.lease_expires_at, updated_at = excluded.updated_at,
-                 expires_at = excluded.expires_at, processed_at = NULL",
-            params![
+        let req = req.clone();
+        // Runs inside the database thread's transaction: the read, the decision and the write
+        // are one atomic step.
+        self.call("claim", move |conn| {
+            let existing = match read(conn, &req.key)?.transpose() {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some(outcome) = decide(existing.as_ref(), &req) {
+                return Ok(Ok(outcome));
+            }
+            let attempts = existing.as_ref().map_or(0, |r| r.attempts) + 1;
+            conn.prepare_cached(
+                "INSERT INTO webhook_events (pk, source, provider, event_id, topic, payload, body_sha256,
+                     status, received_at, attempts, lease_expires_at, updated_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'IN_PROGRESS', ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (pk) DO UPDATE SET status = 'IN_PROGRESS', attempts = excluded.attempts,
+                     topic = excluded.topic, body_sha256 = excluded.body_sha256,
+                     payload = COALESCE(webhook_events.payload, excluded.payload),
+                     lease_expires_at = excluded.lease_expires_at, updated_at = excluded.updated_at,
+                     expires_at = excluded.expires_at, processed_at = NULL",
+            )?
+            .execute(params![
                 req.key, req.source, req.provider, req.event_id, req.event_type, req.payload,
                 req.body_sha256, req.received_at, attempts, req.lease_expires_at_ms, req.now_ms,
                 req.expires_at_s
-            ],
-        )
-        .map_err(|e| unavailable("claim", e))?;
-        tx.commit().map_err(|e| unavailable("claim", e))?;
-        Ok(ClaimOutcome::Claimed { attempts })
+            ])?;
+            Ok(Ok(ClaimOutcome::Claimed { attempts }))
+        })
+        .await?
     }
 
     async fn complete(
@@ -306,13 +316,10 @@ impl EventStore for SqliteEventStore {
         outcome: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        finish(
-            &self.lock(),
-            key,
-            attempt,
-            Finish::Processed { outcome },
-            now_ms,
-        )
+        let how = Finish::Processed {
+            outcome: outcome.to_owned(),
+        };
+        self.finish("complete", key, attempt, how, now_ms).await
     }
 
     async fn fail(
@@ -322,26 +329,35 @@ impl EventStore for SqliteEventStore {
         error: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        finish(&self.lock(), key, attempt, Finish::Failed { error }, now_ms)
+        let how = Finish::Failed {
+            error: error.to_owned(),
+        };
+        self.finish("fail", key, attempt, how, now_ms).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<EventRecord>, StoreError> {
-        read(&self.lock(), key)
+        let key = key.to_owned();
+        self.call("get", move |conn| read(conn, &key))
+            .await?
+            .transpose()
     }
 
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
+        let key = key.to_owned();
+        self.call("record_conflict", move |conn| {
+            conn.execute(
                 "UPDATE webhook_events SET conflicts = conflicts + 1, last_conflict_at = ?2 WHERE pk = ?1",
                 params![key, now_ms],
             )
-            .map_err(|e| unavailable("record_conflict", e))?;
-        Ok(())
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
+        let r = r.clone();
+        self.call("put", move |conn| {
+            conn.execute(
                 &format!("INSERT OR REPLACE INTO webhook_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     r.key, r.source, r.provider, r.event_id, r.event_type, r.status.as_str(), r.attempts,
@@ -349,8 +365,9 @@ impl EventStore for SqliteEventStore {
                     r.body_sha256, r.last_error, r.outcome, r.payload, r.conflicts, r.last_conflict_at_ms
                 ],
             )
-            .map_err(|e| unavailable("put", e))?;
-        Ok(())
+        })
+        .await
+        .map(|_| ())
     }
 }
 
@@ -363,31 +380,31 @@ impl EntityStore for SqliteEventStore {
         version: i64,
         state: &serde_json::Value,
     ) -> Result<EntityWrite, StoreError> {
-        let conn = self.lock();
-        let n = conn
-            .execute(
-                "INSERT INTO entities (kind, id, version, state) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state,
-                     writes = entities.writes + 1
-                 WHERE excluded.version > entities.version AND entities.deleted = 0",
-                params![kind, id, version, state.to_string()],
-            )
-            .map_err(|e| unavailable("put_entity", e))?;
-        if n == 1 {
-            return Ok(EntityWrite::Written);
-        }
-        let deleted: bool = conn
-            .query_row(
+        let (kind, id, state) = (kind.to_owned(), id.to_owned(), state.to_string());
+        self.call("put_entity", move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO entities (kind, id, version, state) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state,
+                         writes = entities.writes + 1
+                     WHERE excluded.version > entities.version AND entities.deleted = 0",
+                )?
+                .execute(params![kind, id, version, state])?;
+            if n == 1 {
+                return Ok(EntityWrite::Written);
+            }
+            let deleted: bool = conn.query_row(
                 "SELECT deleted FROM entities WHERE kind = ?1 AND id = ?2",
-                [kind, id],
+                [&kind, &id],
                 |r| r.get(0),
-            )
-            .map_err(|e| unavailable("put_entity", e))?;
-        Ok(if deleted {
-            EntityWrite::Deleted
-        } else {
-            EntityWrite::Stale
+            )?;
+            Ok(if deleted {
+                EntityWrite::Deleted
+            } else {
+                EntityWrite::Stale
+            })
         })
+        .await
     }
 
     async fn delete(
@@ -397,16 +414,18 @@ impl EntityStore for SqliteEventStore {
         version: i64,
         state: &serde_json::Value,
     ) -> Result<EntityWrite, StoreError> {
+        let (kind, id, state) = (kind.to_owned(), id.to_owned(), state.to_string());
         let n = self
-            .lock()
-            .execute(
-                "INSERT INTO entities (kind, id, version, state, deleted) VALUES (?1, ?2, ?3, ?4, 1)
-                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state, deleted = 1,
-                     writes = entities.writes + 1
-                 WHERE entities.deleted = 0",
-                params![kind, id, version, state.to_string()],
-            )
-            .map_err(|e| unavailable("delete_entity", e))?;
+            .call("delete_entity", move |conn| {
+                conn.execute(
+                    "INSERT INTO entities (kind, id, version, state, deleted) VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, state = excluded.state, deleted = 1,
+                         writes = entities.writes + 1
+                     WHERE entities.deleted = 0",
+                    params![kind, id, version, state],
+                )
+            })
+            .await?;
         Ok(if n == 1 {
             EntityWrite::Written
         } else {
@@ -415,15 +434,17 @@ impl EntityStore for SqliteEventStore {
     }
 
     async fn get_entity(&self, kind: &str, id: &str) -> Result<Option<Entity>, StoreError> {
+        let (k, i) = (kind.to_owned(), id.to_owned());
         let row: Option<(i64, String, bool)> = self
-            .lock()
-            .query_row(
-                "SELECT version, state, deleted FROM entities WHERE kind = ?1 AND id = ?2",
-                [kind, id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| unavailable("get_entity", e))?;
+            .call("get_entity", move |conn| {
+                conn.query_row(
+                    "SELECT version, state, deleted FROM entities WHERE kind = ?1 AND id = ?2",
+                    [k, i],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+            })
+            .await?;
         row.map(|(version, state, deleted)| {
             serde_json::from_str(&state)
                 .map(|state| Entity {
@@ -437,32 +458,5 @@ impl EntityStore for SqliteEventStore {
                 })
         })
         .transpose()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_store_logs_ahead_and_syncs_at_checkpoints() {
-        let dir = std::env::temp_dir().join(format!(
-            "doorbell-sqlite-wal-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteEventStore::open(dir.join("events.db")).unwrap();
-        let conn = store.lock();
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        let synchronous: i64 = conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!((mode.as_str(), synchronous), ("wal", 1), "WAL, NORMAL");
-        drop(conn);
-        drop(store);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
