@@ -37,7 +37,7 @@ fuzz_target!(|input: Input<'_>| {
             headers.append(HeaderName::from_static(name), v);
         }
     }
-    let mut source = SourceConfig::new("fuzz", provider, vec![Secret::new("whsec_ZnV6ei1rZXk=")]);
+    let mut source = SourceConfig::new("fuzz", provider, vec![Secret::new("whsec_ZnV6ei1rZXktb2YtdHdlbnR5LWZvdXIh")]);
     source.url = Some("https://example.com/webhooks/fuzz".into());
     source.hmac = Some(doorbell::verify::generic::HmacOptions {
         header: "x-sig".into(),

@@ -119,8 +119,9 @@ pub enum Dedupe {
     BodyDigest,
     /// A digest (lower-case hex SHA-256) of the canonical signed content, where the raw body
     /// can be re-encoded without breaking the signature (Twilio signs decoded, sorted form
-    /// parameters), or where the body alone does not identify the event (Shopify: the topic is
-    /// part of it).
+    /// parameters, so `+` and `%20` or another parameter order give the same key). Nothing
+    /// unsigned enters it: a header the provider does not sign (Shopify's topic) only ever
+    /// decides the event type, and the event store refuses a second type under one key.
     Digest(String),
 }
 
