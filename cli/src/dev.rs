@@ -147,7 +147,7 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
     let store = Arc::new(SqliteEventStore::new(db.clone())?);
     let payloads = Arc::new(SqlitePayloadStore::new(db, "doorbell-dev-payloads")?);
     let orphans = queue.delete_orphan_payloads().await?;
-    let (queued, dead) = (queue.len().await?, dlq.len().await?);
+    let (queued, dead) = (queue.count().await?, dlq.count().await?);
     if queued + dead + orphans > 0 {
         tracing::info!(
             db = %args.db.display(), queued, dead_letter_queue = dead, orphan_payloads_deleted = orphans,
@@ -265,7 +265,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let poller = pipeline.clone();
     let polling = tokio::spawn(async move {
         let dead_letters = async |dlq: &Option<SqliteQueue>| match dlq {
-            Some(d) => d.len().await.ok(),
+            Some(d) => d.count().await.ok(),
             None => None,
         };
         let mut dead = dead_letters(&dlq).await.unwrap_or(0);
@@ -280,16 +280,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 }
                 Ok(reports) => {
                     busy = true;
-                    if reports.iter().any(|r| r.outcome.name() != "processed") {
-                        if let Some(n) = dead_letters(&dlq).await
-                            && n > dead
-                        {
-                            tracing::warn!(
-                                dead_letter_queue = n,
-                                "message moved to the dead-letter queue"
-                            );
-                            dead = n;
-                        }
+                    if reports.iter().any(|r| r.outcome.name() != "processed")
+                        && let Some(n) = dead_letters(&dlq).await
+                        && n > dead
+                    {
+                        tracing::warn!(
+                            dead_letter_queue = n,
+                            "message moved to the dead-letter queue"
+                        );
+                        dead = n;
                     }
                     Duration::ZERO
                 }

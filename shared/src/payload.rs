@@ -244,7 +244,7 @@ impl SqlitePayloadStore {
     ///
     /// # Errors
     /// [`PayloadError::Unavailable`].
-    pub async fn len(&self) -> Result<usize, PayloadError> {
+    pub async fn count(&self) -> Result<usize, PayloadError> {
         self.db
             .call(|c| c.query_row("SELECT count(*) FROM payloads", [], |r| r.get::<_, i64>(0)))
             .await

@@ -136,7 +136,9 @@ fn any_source(provider: Provider) -> SourceConfig {
     let mut s = SourceConfig::new(
         "s",
         provider,
-        vec![Secret::new("whsec_cHJvcGVydHktdGVzdC1rZXktb2YtMzItYnl0ZXMhISE=")],
+        vec![Secret::new(
+            "whsec_cHJvcGVydHktdGVzdC1rZXktb2YtMzItYnl0ZXMhISE=",
+        )],
     );
     s.url = Some("https://example.com/webhooks/s".into());
     s.hmac = Some(doorbell::verify::generic::HmacOptions {

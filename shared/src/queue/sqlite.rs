@@ -142,7 +142,7 @@ impl SqliteQueue {
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    pub async fn len(&self) -> Result<usize, QueueError> {
+    pub async fn count(&self) -> Result<usize, QueueError> {
         let name = self.name.clone();
         self.call("count", move |c| {
             c.query_row(
@@ -389,12 +389,16 @@ mod tests {
         clock.advance_ms(1_000);
         let second = q.receive(1).await.unwrap().remove(0);
         q.delete(&first.receipt_handle).await.unwrap();
-        assert_eq!(q.len().await.unwrap(), 1, "a stale handle deletes nothing");
+        assert_eq!(
+            q.count().await.unwrap(),
+            1,
+            "a stale handle deletes nothing"
+        );
         q.delete(&second.receipt_handle).await.unwrap();
         q.delete("not a handle").await.unwrap();
         clock.advance_ms(10_000);
         assert!(q.receive(10).await.unwrap().is_empty());
-        assert_eq!(q.len().await.unwrap(), 0);
+        assert_eq!(q.count().await.unwrap(), 0);
     }
 
     #[tokio::test]
@@ -421,7 +425,7 @@ mod tests {
             clock.advance_ms(1_000);
         }
         assert!(q.receive(10).await.unwrap().is_empty());
-        assert_eq!(q.len().await.unwrap(), 0);
+        assert_eq!(q.count().await.unwrap(), 0);
         let d = dlq.receive(10).await.unwrap();
         assert_eq!(d[0].message_id, id);
         assert_eq!(d[0].body, "poison");
@@ -495,12 +499,12 @@ mod tests {
         };
         cc.send(big_msg()).await.unwrap();
         cc.send(big_msg()).await.unwrap(); // the same envelope twice: one stored object
-        assert_eq!(payloads.len().await.unwrap(), 1);
+        assert_eq!(payloads.count().await.unwrap(), 1);
         let r = q.receive(10).await.unwrap();
         assert_eq!(r.len(), 2);
         q.delete(&r[0].receipt_handle).await.unwrap();
         assert_eq!(
-            payloads.len().await.unwrap(),
+            payloads.count().await.unwrap(),
             1,
             "still referenced by the other message"
         );
@@ -515,13 +519,13 @@ mod tests {
         .unwrap();
         q.delete(&r[1].receipt_handle).await.unwrap();
         assert_eq!(
-            payloads.len().await.unwrap(),
+            payloads.count().await.unwrap(),
             1,
             "the dead-lettered copy points at it"
         );
         let d = dlq.receive(1).await.unwrap();
         dlq.delete(&d[0].receipt_handle).await.unwrap();
-        assert_eq!(payloads.len().await.unwrap(), 0);
+        assert_eq!(payloads.count().await.unwrap(), 0);
         assert!(payloads.get("anything").await.is_err());
     }
 }
