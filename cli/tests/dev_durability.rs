@@ -9,13 +9,14 @@
 //! random stop point (`DOORBELL_KILL_SEED` replays one).
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Dev;
 use doorbell_cli::samples;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -30,14 +31,6 @@ const POISON: usize = 40;
 const CONCURRENCY: usize = 48;
 const VISIBILITY_TIMEOUT_S: u32 = 2;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn seed() -> u64 {
     std::env::var("DOORBELL_KILL_SEED")
         .ok()
@@ -50,47 +43,16 @@ fn seed() -> u64 {
         })
 }
 
-struct Dev {
-    child: Child,
-    port: u16,
+fn start(db: &Path, log: &Path) -> Dev {
+    Dev::start(
+        db,
+        Some(log),
+        &["--visibility-timeout", &VISIBILITY_TIMEOUT_S.to_string()],
+    )
 }
 
-impl Dev {
-    fn start(db: &Path, log: &Path) -> Dev {
-        let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_doorbell"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(db)
-            .args(["--visibility-timeout", &VISIBILITY_TIMEOUT_S.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "doorbell dev did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dev { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/webhooks/stripe", self.port)
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn stripe_url(dev: &Dev) -> String {
+    format!("http://127.0.0.1:{}/webhooks/stripe", dev.port)
 }
 
 /// Delivery `i`: a `payment_intent.succeeded` for order `order_{i}` (each its own entity), or,
@@ -234,8 +196,8 @@ async fn stop_restart_and_check(stop: Stop) {
     // The stop point: after 10% to 80% of the deliveries were acknowledged.
     let stop_after = DELIVERIES / 10 + (seed as usize) % (DELIVERIES * 7 / 10);
 
-    let mut dev = Dev::start(&db, &log);
-    let url = dev.url();
+    let mut dev = start(&db, &log);
+    let url = stripe_url(&dev);
     // The poison deliveries first, until they are all in the dead-letter queue, so the stop
     // always finds a dead-letter queue to keep.
     let poison: Vec<usize> = (0..POISON).collect();
@@ -280,10 +242,10 @@ async fn stop_restart_and_check(stop: Stop) {
     );
 
     // Restart on the same file; the provider retries what was not acknowledged.
-    dev = Dev::start(&db, &log);
+    dev = start(&db, &log);
     let acked: BTreeSet<usize> = first.iter().copied().collect();
     let retry: Vec<usize> = all.iter().copied().filter(|i| !acked.contains(i)).collect();
-    let second = send_all(&dev.url(), &retry, |_| {}).await;
+    let second = send_all(&stripe_url(&dev), &retry, |_| {}).await;
     assert_eq!(
         second.len(),
         retry.len(),

@@ -3,54 +3,33 @@
 //! claim-checked into the database and freed once its event is done.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Dev;
 use doorbell_cli::samples;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Dev {
-    child: Child,
-    port: u16,
+/// `doorbell dev` on a database of its own, removed afterwards.
+struct Local {
+    dev: Dev,
     dir: PathBuf,
 }
 
-impl Dev {
-    fn start(name: &str, extra: &[&str]) -> Dev {
+impl Local {
+    fn start(name: &str, extra: &[&str]) -> Local {
         let dir =
             std::env::temp_dir().join(format!("doorbell-limits-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_doorbell"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.join("dev.db"))
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "doorbell dev did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dev { child, port, dir }
+        let dev = Dev::start(&dir.join("dev.db"), None, extra);
+        Local { dev, dir }
     }
 
     fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let s = TcpStream::connect(("127.0.0.1", self.dev.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s
     }
@@ -60,10 +39,10 @@ impl Dev {
     }
 }
 
-impl Drop for Dev {
+impl Drop for Local {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.dev.child.kill();
+        let _ = self.dev.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -94,7 +73,7 @@ fn signed_request(body: &str) -> Vec<u8> {
     bytes
 }
 
-fn send(dev: &Dev, body: &str) -> String {
+fn send(dev: &Local, body: &str) -> String {
     let mut s = dev.connect();
     s.write_all(&signed_request(body)).unwrap();
     read_to_close(s)
@@ -117,7 +96,7 @@ fn count(db: &Path, sql: &str) -> i64 {
 
 #[test]
 fn slow_headers_and_slow_bodies_are_cut_off_and_the_cap_holds_the_rest_back() {
-    let dev = Dev::start(
+    let dev = Local::start(
         "slow",
         &[
             "--header-timeout",
@@ -176,7 +155,7 @@ fn slow_headers_and_slow_bodies_are_cut_off_and_the_cap_holds_the_rest_back() {
 
 #[test]
 fn large_deliveries_are_claim_checked_into_the_database_and_freed_when_done() {
-    let dev = Dev::start("large", &[]);
+    let dev = Local::start("large", &[]);
     // 2 MB bodies: over the local queue's 256 KiB, so each envelope goes to the payloads table.
     for i in 0..5 {
         let answer = send(&dev, &event(&format!("evt_large_{i}"), 2_000_000));
