@@ -116,6 +116,10 @@ fn kind(v: &Value) -> &'static str {
         Value::Null => "null",
         Value::Bool(_) => "true or false",
         Value::Number(n) if n.is_i64() || n.is_u64() => "a whole number",
+        // JSON integers beyond 64 bits are parsed as floating point.
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            "a number too large for 64 bits"
+        }
         Value::Number(_) => "a fractional number",
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
@@ -329,6 +333,11 @@ mod tests {
         assert_eq!(
             d.str("a.z").unwrap_err().to_string(),
             "field a.z is null, expected a string"
+        );
+        let huge = serde_json::json!({"created": serde_json::from_str::<Value>("1000000000000000000000000000000").unwrap()});
+        assert_eq!(
+            Doc::root(&huge).i64("created").unwrap_err().to_string(),
+            "field created is a number too large for 64 bits, expected a whole number"
         );
         assert_eq!(d.opt_str("a.z"), Ok(None));
         let items = d.list("l").unwrap();
