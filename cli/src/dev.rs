@@ -72,6 +72,10 @@ pub struct DevArgs {
     /// Time allowed for a request's whole body, seconds (408 after it).
     #[arg(long, default_value_t = 30)]
     pub body_timeout: u64,
+    /// Request bodies held in memory at once, all connections together, MiB (at least the
+    /// largest source's `max_body_bytes`); reading waits while it is spent.
+    #[arg(long, default_value_t = 128)]
+    pub max_body_memory: usize,
     /// Use this SQS queue instead of the in-process one.
     #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
     pub queue_url: Option<String>,
@@ -217,6 +221,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => samples::dev_sources_json(),
     };
     let sources = Sources::from_json(&sources_json)?;
+    let largest_body = sources.iter().map(|s| s.max_body_bytes).max().unwrap_or(0);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let b = backends(&args, &clock).await?;
     let (store, entities, arn, dlq) = (b.store, b.entities, b.arn, b.dlq);
@@ -309,6 +314,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        max_body_memory: args
+            .max_body_memory
+            .saturating_mul(1024 * 1024)
+            .max(largest_body),
         ..ServeLimits::default()
     };
     serve(listener, pipeline.router.clone(), limits, stop_signal()).await?;

@@ -190,3 +190,56 @@ fn large_deliveries_are_claim_checked_into_the_database_and_freed_when_done() {
         5
     );
 }
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn bodies_held_open_take_no_more_memory_than_the_budget() {
+    let dev = Local::start(
+        "budget",
+        &["--max-body-memory", "16", "--body-timeout", "3"],
+    );
+    let pid = dev.dev.child.id();
+    let before = rss_mib(pid);
+    // Twenty clients each announce 10 MiB and send 9 MiB of it, then stall: 180 MiB if every
+    // body were buffered.
+    let port = dev.dev.port;
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let head = format!(
+                    "POST /webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                     stripe-signature: t=1,v1=00\r\ncontent-length: {}\r\n\r\n",
+                    10 * 1024 * 1024
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&vec![b'x'; 9 * 1024 * 1024]);
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                answer
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2_000));
+    let during = rss_mib(pid);
+    let answers: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(answers.iter().all(|a| !a.contains(" 200 ")), "{answers:?}");
+    assert!(
+        during - before < 80.0,
+        "bodies held open took {:.0} MiB (from {before:.0} to {during:.0}); the budget is 16",
+        during - before
+    );
+    let ok = send(&dev, &event("evt_after_budget", 0));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
