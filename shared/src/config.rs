@@ -342,6 +342,16 @@ impl Sources {
         Self::new(parse_settings(json)?)
     }
 
+    /// Reads a settings document (the module's shape, `secrets` optional and not checked) into
+    /// its sources, for a reader that needs names and providers only (the worker, which holds
+    /// no secret).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`], naming the path and what is allowed.
+    pub fn settings_from_json(json: &str) -> Result<Vec<SourceConfig>, ConfigError> {
+        parse_settings(json)
+    }
+
     /// Builds sources from a settings document without secrets (the module's shape, `secrets`
     /// left out) and a secrets document mapping each source name to its secret or secrets:
     /// `{"stripe": ["whsec_new", "whsec_old"], "github": "…"}`. This is how Doorbell runs in

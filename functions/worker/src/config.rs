@@ -10,7 +10,6 @@
 //! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days), at least 3600 |
 
 use doorbell::Provider;
-use serde::Deserialize;
 
 use crate::WorkerConfig;
 
@@ -42,17 +41,10 @@ pub enum WorkerConfigError {
     /// A variable does not parse.
     #[error("environment variable {0} is not valid")]
     Invalid(&'static str),
-}
-
-#[derive(Deserialize)]
-struct SourcesDoc {
-    sources: Vec<SourceName>,
-}
-
-#[derive(Deserialize)]
-struct SourceName {
-    name: String,
-    provider: Provider,
+    /// `DOORBELL_SOURCES` is not a valid sources document (the message names the path, what
+    /// was found and what is allowed; never a secret).
+    #[error("environment variable DOORBELL_SOURCES: {0}")]
+    Sources(doorbell::config::ConfigError),
 }
 
 impl WorkerSettings {
@@ -63,9 +55,8 @@ impl WorkerSettings {
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
         let table = var("DOORBELL_TABLE").ok_or(WorkerConfigError::Missing("DOORBELL_TABLE"))?;
         let sources = match var("DOORBELL_SOURCES") {
-            Some(json) => serde_json::from_str::<SourcesDoc>(&json)
-                .map_err(|_| WorkerConfigError::Invalid("DOORBELL_SOURCES"))?
-                .sources
+            Some(json) => doorbell::Sources::settings_from_json(&json)
+                .map_err(WorkerConfigError::Sources)?
                 .into_iter()
                 .map(|s| (s.name, s.provider))
                 .collect(),
@@ -139,6 +130,27 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "environment variable DOORBELL_TABLE is not set"
+        );
+    }
+
+    #[test]
+    fn a_bad_sources_document_names_the_path_and_what_is_allowed() {
+        let e = WorkerSettings::from_lookup(|k| match k {
+            "DOORBELL_TABLE" => Some("t".into()),
+            "DOORBELL_SOURCES" => {
+                Some(r#"{"sources":[{"name":"pay","provider":"stripee"}]}"#.into())
+            }
+            _ => None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("environment variable DOORBELL_SOURCES: "),
+            "{e}"
+        );
+        assert!(
+            e.contains(r#"sources[0] ("pay").provider: unknown provider "stripee""#),
+            "{e}"
         );
     }
 }
