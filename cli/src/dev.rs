@@ -76,7 +76,7 @@ pub struct DevArgs {
     /// largest source's `max_body_bytes`); reading waits while it is spent.
     #[arg(long, default_value_t = 128)]
     pub max_body_memory: usize,
-    /// Use this SQS queue instead of the in-process one.
+    /// Use this SQS queue instead of the local one in `--db`.
     #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
     pub queue_url: Option<String>,
     /// Use this DynamoDB table instead of SQLite.
