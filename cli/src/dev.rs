@@ -57,20 +57,21 @@ pub struct DevArgs {
     /// loss or an operating-system crash too (without it: the process being killed). Slower.
     #[arg(long)]
     pub fsync: bool,
-    /// Visibility timeout of the local queue, seconds.
-    #[arg(long, default_value_t = 30)]
+    /// Visibility timeout of the local queue, seconds (1–43200, as SQS allows, but 0).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub visibility_timeout: u32,
-    /// maxReceiveCount of the local queue's redrive policy.
-    #[arg(long, default_value_t = 5)]
+    /// maxReceiveCount of the local queue's redrive policy (1–1000, as SQS allows; keep it at
+    /// 2 or more so a crash mid-batch does not dead-letter the messages in flight).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub max_receive_count: u32,
     /// Connections served at once (more wait in the listen backlog).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
     /// Time allowed for a request's headers, and for an idle keep-alive connection, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
     /// Time allowed for a request's whole body, seconds (408 after it).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout: u64,
     /// Request bodies held in memory at once, all connections together, MiB (at least the
     /// largest source's `max_body_bytes`); reading waits while it is spent.
@@ -155,7 +156,7 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
     if queued + dead + orphans > 0 {
         tracing::info!(
             db = %args.db.display(), queued, dead_letter_queue = dead, orphan_payloads_deleted = orphans,
-            "resuming: messages in flight when the last run stopped come back after the visibility timeout"
+            "resuming: queued messages are processed; any that were in flight when the last run stopped come back after the visibility timeout"
         );
     }
     let arn = queue.arn();
@@ -235,7 +236,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .collect();
     // A batch's leases end with its visibility timeout, never after it, so a redelivery after
     // a crash takes the claim over as soon as the message is visible again.
-    let visibility_ms = i64::from(args.visibility_timeout.max(1)) * 1000;
+    let visibility_ms = i64::from(args.visibility_timeout) * 1000;
     let mut pipeline = Pipeline::new(
         sources,
         queue,
@@ -312,8 +313,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     let limits = ServeLimits {
         max_connections: args.max_connections,
-        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
-        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
         max_body_memory: args
             .max_body_memory
             .saturating_mul(1024 * 1024)

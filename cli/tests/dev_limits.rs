@@ -243,3 +243,26 @@ fn bodies_held_open_take_no_more_memory_than_the_budget() {
     let ok = send(&dev, &event("evt_after_budget", 0));
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
+
+#[test]
+fn settings_sqs_would_refuse_are_refused_at_start() {
+    for (flag, value) in [
+        ("--max-receive-count", "0"),
+        ("--max-receive-count", "1001"),
+        ("--visibility-timeout", "0"),
+        ("--visibility-timeout", "43201"),
+        ("--max-connections", "0"),
+        ("--body-timeout", "0"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_doorbell"))
+            .args(["dev", "--db", "/nonexistent/never-created.db", flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value}");
+        assert!(
+            err.contains(flag) && err.contains("not in"),
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -267,6 +267,12 @@ impl EventQueue for SqliteQueue {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?;
+                // A message taken in this call is never taken again by it (with a visibility
+                // timeout of 0 it would be visible at once).
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|r| !out.iter().any(|m: &ReceivedMessage| m.message_id == message_id(r.0)))
+                    .collect();
                 if rows.is_empty() {
                     break;
                 }
@@ -280,6 +286,10 @@ impl EventQueue for SqliteQueue {
                              WHERE seq = ?1",
                         )?
                         .execute(params![seq, &**dlq, now])?;
+                        tracing::warn!(
+                            message_id = %message_id(seq), receive_count = count, dead_letter_queue = %dlq,
+                            "message moved to the dead-letter queue after its maximum receives"
+                        );
                         continue;
                     }
                     let count = count + 1;
@@ -380,6 +390,21 @@ mod tests {
         clock.advance_ms(10_000);
         assert!(q.receive(10).await.unwrap().is_empty());
         assert_eq!(q.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_receive_takes_a_message_once_even_with_no_visibility_timeout() {
+        let clock = ManualClock::new(0);
+        let cfg = MemoryQueueConfig {
+            visibility_timeout_ms: 0,
+            ..MemoryQueueConfig::default()
+        };
+        let q =
+            SqliteQueue::new(SqliteDb::in_memory().unwrap(), "q", cfg, Arc::new(clock)).unwrap();
+        q.send(msg("a")).await.unwrap();
+        let r = q.receive(10).await.unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(q.receive(10).await.unwrap()[0].receive_count, 2);
     }
 
     #[tokio::test]
