@@ -57,7 +57,8 @@ pub struct DevArgs {
     /// loss or an operating-system crash too (without it: the process being killed). Slower.
     #[arg(long)]
     pub fsync: bool,
-    /// Visibility timeout of the local queue, seconds (1–43200, as SQS allows, but 0).
+    /// Visibility timeout of the local queue, seconds (1–43200; SQS also allows 0, the local
+    /// queue does not: a message would be visible again while its worker runs).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub visibility_timeout: u32,
     /// maxReceiveCount of the local queue's redrive policy (1–1000, as SQS allows; keep it at
