@@ -123,13 +123,7 @@ impl MemoryQueue {
 #[async_trait::async_trait]
 impl EventQueue for MemoryQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
-        let bytes = message.size_bytes();
-        if bytes > self.config.max_message_bytes {
-            return Err(QueueError::TooLarge {
-                bytes,
-                max: self.config.max_message_bytes,
-            });
-        }
+        message.check_size(self.config.max_message_bytes)?;
         let now = self.clock.now_ms();
         let mut state = self.lock();
         state.next_id += 1;

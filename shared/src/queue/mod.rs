@@ -46,6 +46,18 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
+    /// [`QueueError::TooLarge`] when [`OutgoingMessage::size_bytes`] is over `max` bytes.
+    ///
+    /// # Errors
+    /// As it says.
+    pub fn check_size(&self, max: usize) -> Result<(), QueueError> {
+        let bytes = self.size_bytes();
+        if bytes > max {
+            return Err(QueueError::TooLarge { bytes, max });
+        }
+        Ok(())
+    }
+
     /// Size as SQS counts it: body plus each sent (non-empty) attribute's name, type (`String`)
     /// and value, bytes.
     pub fn size_bytes(&self) -> usize {

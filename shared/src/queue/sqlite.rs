@@ -212,13 +212,7 @@ impl SqliteQueue {
 #[async_trait::async_trait]
 impl EventQueue for SqliteQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
-        let bytes = message.size_bytes();
-        if bytes > self.config.max_message_bytes {
-            return Err(QueueError::TooLarge {
-                bytes,
-                max: self.config.max_message_bytes,
-            });
-        }
+        message.check_size(self.config.max_message_bytes)?;
         let attributes: Vec<(&str, &str)> = message
             .attributes
             .iter()

@@ -72,13 +72,7 @@ fn unavailable<E: std::error::Error>(operation: &'static str, e: E) -> QueueErro
 #[async_trait::async_trait]
 impl EventQueue for SqsQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
-        let bytes = message.size_bytes();
-        if bytes > self.max_message_bytes {
-            return Err(QueueError::TooLarge {
-                bytes,
-                max: self.max_message_bytes,
-            });
-        }
+        message.check_size(self.max_message_bytes)?;
         let mut attributes = HashMap::with_capacity(message.attributes.len());
         for (name, value) in message.attributes {
             if value.is_empty() {
