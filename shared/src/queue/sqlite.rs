@@ -250,6 +250,7 @@ impl EventQueue for SqliteQueue {
         // One operation of the database thread: what it takes is taken atomically.
         self.call("receive", move |c| {
             let mut out = Vec::new();
+            let mut taken: Vec<i64> = Vec::new();
             loop {
                 let rows: Vec<(i64, String, String, Option<String>, i64, u32)> = c
                     .prepare_cached(
@@ -265,7 +266,7 @@ impl EventQueue for SqliteQueue {
                 // timeout of 0 it would be visible at once).
                 let rows: Vec<_> = rows
                     .into_iter()
-                    .filter(|r| !out.iter().any(|m: &ReceivedMessage| m.message_id == message_id(r.0)))
+                    .filter(|r| !taken.contains(&r.0))
                     .collect();
                 if rows.is_empty() {
                     break;
@@ -291,6 +292,7 @@ impl EventQueue for SqliteQueue {
                         "UPDATE queue_messages SET receive_count = ?2, visible_at_ms = ?3 WHERE seq = ?1",
                     )?
                     .execute(params![seq, count, now + visibility_ms])?;
+                    taken.push(seq);
                     let attributes: Vec<(String, String)> =
                         serde_json::from_str(&attributes).unwrap_or_default();
                     out.push(ReceivedMessage {

@@ -123,11 +123,6 @@ impl SqliteEventStore {
         Self::new(SqliteDb::in_memory()?)
     }
 
-    /// The database the store lives in.
-    pub fn db(&self) -> &SqliteDb {
-        &self.db
-    }
-
     async fn call<R, F>(&self, operation: &'static str, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -151,25 +146,6 @@ impl SqliteEventStore {
         .await?
         .into_iter()
         .collect()
-    }
-
-    /// How many times `(kind, id)`'s state was written (a write the ordering guard refused is
-    /// not one); `None` if it was never written. The local pipeline's audit of side effects.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`].
-    pub async fn entity_writes(&self, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        let (kind, id) = (kind.to_owned(), id.to_owned());
-        self.call("get_entity", move |conn| {
-            conn.query_row(
-                "SELECT writes FROM entities WHERE kind = ?1 AND id = ?2",
-                [kind, id],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-        })
-        .await
-        .map(|n| n.map(|n| n.max(0) as u64))
     }
 }
 
