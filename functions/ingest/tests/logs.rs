@@ -36,6 +36,21 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
 }
 
 const SECRET: &str = "whsec_LOGTEST_secret_value";
+
+/// The ingest app's state over `sources` (JSON), an in-process queue and a clock at
+/// 2023-11-14T22:13:20Z.
+fn ingest_state(sources: &str) -> IngestState {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    IngestState {
+        sources: Arc::new(StaticCatalog::new(Sources::from_json(sources).unwrap())),
+        queue: Arc::new(MemoryQueue::new(
+            "q",
+            MemoryQueueConfig::default(),
+            clock.clone(),
+        )),
+        clock,
+    }
+}
 const BODY: &str = r#"{"id":"evt_log_1","type":"invoice.paid","card":"4242-BODY-MARKER"}"#;
 
 #[test]
@@ -49,20 +64,9 @@ fn rejected_signatures_are_counted_and_nothing_sensitive_is_logged() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-            let sources = Sources::from_json(&format!(
+            let state = ingest_state(&format!(
                 r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}},{{"name":"shadow","provider":"stripe","secrets":["{SECRET}"],"enforce":false}}]}}"#
-            ))
-            .unwrap();
-            let state = IngestState {
-                sources: Arc::new(StaticCatalog::new(sources)),
-                queue: Arc::new(MemoryQueue::new(
-                    "q",
-                    MemoryQueueConfig::default(),
-                    clock.clone(),
-                )),
-                clock,
-            };
+            ));
             let forged =
                 "t=1700000000,v1=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
             for sig in [good.as_str(), forged] {
@@ -115,20 +119,9 @@ fn log_of_forging_requests(
             .build()
             .unwrap();
         rt.block_on(async {
-            let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-            let sources = Sources::from_json(&format!(
+            let state = ingest_state(&format!(
                 r#"{{"sources":[{{"name":"stripe","provider":"stripe","secrets":["{SECRET}"]}}]}}"#
-            ))
-            .unwrap();
-            let state = IngestState {
-                sources: Arc::new(StaticCatalog::new(sources)),
-                queue: Arc::new(MemoryQueue::new(
-                    "q",
-                    MemoryQueueConfig::default(),
-                    clock.clone(),
-                )),
-                clock,
-            };
+            ));
             for path in ["/webhooks/a%0aFAKE%20LINE", "/webhooks/%1b[31mx%00"] {
                 let req = Request::post(path).body(Body::from(BODY)).unwrap();
                 assert_eq!(
