@@ -161,6 +161,14 @@ impl EventStore for FaultyStore {
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         self.inner.record_conflict(key, now_ms).await
     }
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_replay(key, outcome, now_ms).await
+    }
     async fn put_record(&self, record: &EventRecord) -> Result<(), StoreError> {
         self.inner.put_record(record).await
     }

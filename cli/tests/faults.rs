@@ -65,6 +65,14 @@ impl EventStore for Forgetful {
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         self.0.record_conflict(key, now_ms).await
     }
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.0.record_replay(key, outcome, now_ms).await
+    }
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         self.0.put_record(r).await
     }
@@ -119,6 +127,14 @@ impl EventStore for AtomicClaims {
     }
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         self.inner.record_conflict(key, now_ms).await
+    }
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_replay(key, outcome, now_ms).await
     }
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
         self.inner.put_record(r).await

@@ -10,8 +10,13 @@
 //!   "content_type"?: "application/json",
 //!   "body"?: "<raw body as UTF-8 text>", "body_base64"?: "<raw body, base64>",
 //!   "body_sha256": "<hex of SHA-256 over the raw body bytes>",
-//!   "headers": { "x-github-event": "push" } }
+//!   "headers": { "x-github-event": "push" },
+//!   "replay_id"?: "rpl_…" }
 //! ```
+//!
+//! `replay_id` is set only by `doorbell replay` (never by ingest): the worker runs a replay even
+//! when its key is `PROCESSED`, once per replay id (it claims `{idempotency_key}#replay:{replay_id}`),
+//! and handlers see it through [`crate::handler::Event::is_replay`].
 //!
 //! Exactly one of `body` / `body_base64` is present: `body` when the raw bytes are UTF-8 that
 //! SQS accepts (SQS rejects U+FFFE and U+FFFF even when JSON-escaped text would carry them),
@@ -70,6 +75,9 @@ pub struct Envelope {
     /// The request headers handlers need, lower-case names.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Set on a replay of an archived event (`doorbell replay`): the replay's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_id: Option<String>,
 }
 
 /// Why a queue message is not a usable envelope.
@@ -130,7 +138,23 @@ impl Envelope {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+            replay_id: None,
         }
+    }
+
+    /// The key the worker claims: the idempotency key, or for a replay
+    /// `{idempotency_key}#replay:{replay_id}`, so each replay runs once however often it is
+    /// delivered, even when the event itself is `PROCESSED`.
+    pub fn claim_key(&self) -> String {
+        match &self.replay_id {
+            Some(r) => format!("{}#replay:{}", self.idempotency_key, r),
+            None => self.idempotency_key.clone(),
+        }
+    }
+
+    /// `received_at` as epoch **milliseconds**, when valid.
+    pub fn received_at_ms(&self) -> Option<i64> {
+        parse_rfc3339_ms(&self.received_at)
     }
 
     /// True when the idempotency key is a digest of the signed content
@@ -183,10 +207,15 @@ impl Envelope {
 
     /// `occurred_at` as epoch **milliseconds**, when present and valid.
     pub fn occurred_at_ms(&self) -> Option<i64> {
-        let t = humantime::parse_rfc3339(self.occurred_at.as_deref()?).ok()?;
-        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-        i64::try_from(d.as_millis()).ok()
+        parse_rfc3339_ms(self.occurred_at.as_deref()?)
     }
+}
+
+/// An RFC 3339 time as epoch **milliseconds** (`None` if invalid or before 1970).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339(text).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 /// Whether valid UTF-8 `text` holds only characters an SQS message body may carry as text,

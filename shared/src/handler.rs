@@ -45,6 +45,12 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
+    /// True when this delivery is a replay of an archived event (`doorbell replay`): the
+    /// handler may have run for it before. See [`Envelope::replay_id`].
+    pub fn is_replay(&self) -> bool {
+        self.envelope.replay_id.is_some()
+    }
+
     /// The body's JSON document, deserialised. A form-encoded body
     /// (`application/x-www-form-urlencoded`, as GitHub sends when so configured) yields the
     /// JSON in its `payload` field.

@@ -16,17 +16,25 @@
 //!   port handlers use to keep per-entity state newest-wins;
 //! - [`handler`]: the [`handler::Handler`] trait, its outcomes and the registry keyed by
 //!   (source, event type);
-//! - [`config`]: sources (endpoints) and their secrets.
+//! - [`config`]: sources (endpoints) and their secrets;
+//! - [`archive`]: every verified envelope, kept for a retention period (the [`archive::Archive`]
+//!   port, SQLite locally, Firehose and S3 in AWS);
+//! - [`ops`]: the operations layer behind `doorbell events`, `dlq`, `replay` and `status`;
+//! - [`metrics`]: CloudWatch Embedded Metric Format documents and the [`metrics::MetricsSink`]
+//!   port they go to (stdout in Lambda).
 //!
 //! Time always comes in as a parameter or through [`clock::Clock`]; nothing deep in the logic
 //! reads the system clock.
 
+pub mod archive;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
+pub mod ops;
 pub mod payload;
 pub mod queue;
 pub mod redact;

@@ -229,6 +229,18 @@ impl EventQueue for ClaimCheckQueue {
         self.inner.delete_batch(receipt_handles).await
     }
 
+    async fn take(&self, max: u32, hold_s: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.inner.take(max, hold_s).await
+    }
+
+    async fn release(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        self.inner.release(receipt_handles).await
+    }
+
+    async fn stats(&self) -> Result<super::QueueStats, QueueError> {
+        self.inner.stats().await
+    }
+
     fn max_message_bytes(&self) -> usize {
         MAX_CLAIM_CHECK_BYTES
     }

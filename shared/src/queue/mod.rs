@@ -127,6 +127,18 @@ impl ReceivedMessage {
     }
 }
 
+/// A queue's depth. SQS reports the counts as approximate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Messages waiting to be received (`ApproximateNumberOfMessages`).
+    pub visible: u64,
+    /// Messages received and not yet deleted (`ApproximateNumberOfMessagesNotVisible`).
+    pub in_flight: u64,
+    /// When the oldest message was sent, epoch **milliseconds**, when the queue can tell
+    /// (SQS cannot through its API: CloudWatch's `ApproximateAgeOfOldestMessage` can).
+    pub oldest_sent_ms: Option<i64>,
+}
+
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -180,6 +192,45 @@ pub trait EventQueue: Send + Sync + std::fmt::Debug {
             self.delete(handle).await?;
         }
         Ok(())
+    }
+
+    /// Receives up to `max` (1–10) visible messages and keeps them invisible for `hold_s`
+    /// **seconds** (SQS `ReceiveMessage` with `VisibilityTimeout`), without waiting: for
+    /// operators' tools that look at or move messages ([`crate::ops`]). Each call counts as a
+    /// receive.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`], also when the queue does not support it.
+    async fn take(&self, max: u32, hold_s: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let _ = (max, hold_s);
+        Err(QueueError::Unavailable {
+            operation: "take",
+            message: "not supported by this queue".into(),
+        })
+    }
+
+    /// Makes taken messages visible again at once (SQS `ChangeMessageVisibilityBatch` with
+    /// timeout 0). A handle that no longer holds its message is ignored.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    async fn release(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        let _ = receipt_handles;
+        Err(QueueError::Unavailable {
+            operation: "release",
+            message: "not supported by this queue".into(),
+        })
+    }
+
+    /// The queue's depth ([`QueueStats`]).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        Err(QueueError::Unavailable {
+            operation: "stats",
+            message: "not supported by this queue".into(),
+        })
     }
 
     /// The largest message the queue accepts, bytes.

@@ -238,6 +238,85 @@ impl EventQueue for SqliteQueue {
     }
 
     async fn receive(&self, max: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.receive_for(max, self.config.visibility_timeout_ms)
+            .await
+    }
+
+    async fn take(&self, max: u32, hold_s: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.receive_for(max, i64::from(hold_s) * 1000).await
+    }
+
+    async fn release(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let now = self.clock.now_ms();
+        let handles: Vec<(i64, u32)> = receipt_handles
+            .iter()
+            .filter_map(|h| parse_receipt(h))
+            .collect();
+        self.call("release", move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE queue_messages SET visible_at_ms = ?4
+                 WHERE seq = ?1 AND queue = ?2 AND receive_count = ?3",
+            )?;
+            for (seq, count) in handles {
+                stmt.execute(params![seq, &*name, count, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<super::QueueStats, QueueError> {
+        let name = self.name.clone();
+        let now = self.clock.now_ms();
+        self.call("stats", move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(visible_at_ms <= ?2), 0), COALESCE(SUM(visible_at_ms > ?2), 0), MIN(sent_ms)
+                 FROM queue_messages WHERE queue = ?1",
+                params![&*name, now],
+                |r| {
+                    Ok(super::QueueStats {
+                        visible: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        oldest_sent_ms: r.get(2)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.delete_batch(&[receipt_handle]).await
+    }
+
+    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let handles: Vec<String> = receipt_handles.iter().map(|h| (*h).to_owned()).collect();
+        self.call("delete", move |c| {
+            handles
+                .iter()
+                .try_for_each(|h| Self::delete_in(c, &name, h))
+        })
+        .await
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.config.max_message_bytes
+    }
+
+    fn is_fifo(&self) -> bool {
+        self.name.ends_with(".fifo")
+    }
+}
+
+impl SqliteQueue {
+    /// A receive whose messages stay invisible for `visibility_ms`.
+    async fn receive_for(
+        &self,
+        max: u32,
+        visibility_ms: i64,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let now = self.clock.now_ms();
         let max = max.clamp(1, 10) as usize;
         let redrive_after = self
@@ -246,7 +325,6 @@ impl EventQueue for SqliteQueue {
             .map(|dlq| (dlq, self.config.max_receive_count));
         let redrive_after = redrive_after.map(|(dlq, n)| (dlq.clone(), n));
         let name = self.name.clone();
-        let visibility_ms = self.config.visibility_timeout_ms;
         // One operation of the database thread: what it takes is taken atomically.
         self.call("receive", move |c| {
             let mut out = Vec::new();
@@ -312,29 +390,6 @@ impl EventQueue for SqliteQueue {
             Ok(out)
         })
         .await
-    }
-
-    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
-        self.delete_batch(&[receipt_handle]).await
-    }
-
-    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
-        let name = self.name.clone();
-        let handles: Vec<String> = receipt_handles.iter().map(|h| (*h).to_owned()).collect();
-        self.call("delete", move |c| {
-            handles
-                .iter()
-                .try_for_each(|h| Self::delete_in(c, &name, h))
-        })
-        .await
-    }
-
-    fn max_message_bytes(&self) -> usize {
-        self.config.max_message_bytes
-    }
-
-    fn is_fifo(&self) -> bool {
-        self.name.ends_with(".fifo")
     }
 }
 

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+};
 
 use super::{DEFAULT_MAX_MESSAGE_BYTES, EventQueue, OutgoingMessage, QueueError, ReceivedMessage};
 
@@ -100,13 +103,129 @@ impl EventQueue for SqsQueue {
     }
 
     async fn receive(&self, max: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.receive_with(max, self.wait_time_seconds, self.visibility_timeout_seconds)
+            .await
+    }
+
+    async fn take(&self, max: u32, hold_s: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let hold = i32::try_from(hold_s.min(43_200)).unwrap_or(43_200);
+        self.receive_with(max, 0, Some(hold)).await
+    }
+
+    async fn release(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| unavailable("release", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // Entries that fail (a handle whose message was deleted or received again) hold
+            // nothing any more; they are left as they are.
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| unavailable("release", e))?;
+        }
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<super::QueueStats, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| unavailable("stats", e))?;
+        let attrs = out.attributes.unwrap_or_default();
+        let num = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(super::QueueStats {
+            visible: num(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: num(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            oldest_sent_ms: None,
+        })
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.delete_one(receipt_handle).await
+    }
+
+    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .build()
+                        .map_err(|e| unavailable("delete", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| unavailable("delete", e))?;
+            if let Some(f) = out.failed.first() {
+                return Err(QueueError::Unavailable {
+                    operation: "delete",
+                    message: format!(
+                        "{} of {} not deleted: {}",
+                        out.failed.len(),
+                        chunk.len(),
+                        f.message.as_deref().unwrap_or(&f.code)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    fn is_fifo(&self) -> bool {
+        self.queue_url.ends_with(".fifo")
+    }
+}
+
+impl SqsQueue {
+    async fn receive_with(
+        &self,
+        max: u32,
+        wait_s: i32,
+        visibility_s: Option<i32>,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, 10) as i32)
-            .wait_time_seconds(self.wait_time_seconds)
-            .set_visibility_timeout(self.visibility_timeout_seconds)
+            .wait_time_seconds(wait_s)
+            .set_visibility_timeout(visibility_s)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -141,7 +260,7 @@ impl EventQueue for SqsQueue {
             .collect())
     }
 
-    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+    async fn delete_one(&self, receipt_handle: &str) -> Result<(), QueueError> {
         self.client
             .delete_message()
             .queue_url(&self.queue_url)
@@ -150,13 +269,5 @@ impl EventQueue for SqsQueue {
             .await
             .map_err(|e| unavailable("delete", e))?;
         Ok(())
-    }
-
-    fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
-    }
-
-    fn is_fifo(&self) -> bool {
-        self.queue_url.ends_with(".fifo")
     }
 }

@@ -5,6 +5,15 @@
 //! `updated_at` (epoch ms), `processed_at` (epoch ms), `expires_at` (N, epoch **seconds**: the
 //! table's TTL attribute); `body_sha256`, `last_error`, `outcome`, `payload` (S); `conflicts`
 //! and `last_conflict_at` (epoch ms) once a conflicting delivery was refused.
+//!
+//! **The `alerts` index** (a global secondary index: hash `alert` (S), range `alert_at` (N, epoch
+//! ms), all attributes projected) is sparse: only items that need an operator carry `alert`:
+//! `FAILED` (set by [`EventStore::fail`]) or `CONFLICT` (set by
+//! [`EventStore::record_conflict`]); a completion or a replay removes it. Successful events
+//! never carry it, so they pay no index write, and `doorbell events ls --status failed` is one
+//! `Query` on the index, never a scan ([`DynamoDbEventStore::alerts`]). DynamoDB, "Take
+//! advantage of sparse indexes":
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html>.
 //! Entities live in the same table under `pk = "@entity#{kind}#{id}"` (`@` never starts a
 //! source name) with `version` (N) and `state` (S, JSON).
 //!
@@ -43,6 +52,13 @@ const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR ((#st <> :in_progress
     (attribute_not_exists(lease_expires_at) AND (attribute_not_exists(updated_at) OR updated_at < :stale_before))) \
     AND (expires_at < :now_s OR (event_type = :event_type{same_content} AND #st <> :processed)))";
 const FINISH_CONDITION: &str = "#st = :in_progress AND attempts = :attempt";
+
+/// The sparse index of items that need attention; see the module docs.
+pub const ALERTS_INDEX: &str = "alerts";
+/// `alert` value of a failed event.
+pub const ALERT_FAILED: &str = "FAILED";
+/// `alert` value of an event that refused a conflicting delivery.
+pub const ALERT_CONFLICT: &str = "CONFLICT";
 
 /// The DynamoDB store. Cheap to clone (the SDK client is shared).
 #[derive(Debug, Clone)]
@@ -289,7 +305,7 @@ impl EventStore for DynamoDbEventStore {
         self.finish(
             key,
             attempt,
-            "SET #st = :processed, processed_at = :now, outcome = :outcome, updated_at = :now REMOVE lease_expires_at",
+            "SET #st = :processed, processed_at = :now, outcome = :outcome, updated_at = :now REMOVE lease_expires_at, alert, alert_at",
             values,
             "complete",
         )
@@ -307,11 +323,12 @@ impl EventStore for DynamoDbEventStore {
             (":failed".into(), s(Status::Failed.as_str())),
             (":now".into(), n(now_ms)),
             (":error".into(), s(truncate_error(error))),
+            (":alert".into(), s(ALERT_FAILED)),
         ]);
         self.finish(
             key,
             attempt,
-            "SET #st = :failed, last_error = :error, updated_at = :now REMOVE lease_expires_at",
+            "SET #st = :failed, last_error = :error, updated_at = :now, alert = :alert, alert_at = :now REMOVE lease_expires_at",
             values,
             "fail",
         )
@@ -341,9 +358,11 @@ impl EventStore for DynamoDbEventStore {
             .table_name(&self.table)
             .key("pk", s(key))
             .update_expression(
-                "SET conflicts = if_not_exists(conflicts, :zero) + :one, last_conflict_at = :now",
+                "SET conflicts = if_not_exists(conflicts, :zero) + :one, last_conflict_at = :now, \
+                 alert = :alert, alert_at = :now",
             )
             .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":alert", s(ALERT_CONFLICT))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now_ms))
@@ -353,6 +372,38 @@ impl EventStore for DynamoDbEventStore {
             .or_else(|e| match e.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
                 e => Err(unavailable("record_conflict", e)),
+            })
+    }
+
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression(
+                "SET #st = :processed, outcome = :outcome, processed_at = :now, updated_at = :now, \
+                 conflicts = :zero REMOVE lease_expires_at, alert, alert_at",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#st <> :in_progress OR attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":processed", s(Status::Processed.as_str()))
+            .expression_attribute_values(":in_progress", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":outcome", s(outcome))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map(|_| true)
+            .or_else(|e| match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                e => Err(unavailable("record_replay", e)),
             })
     }
 

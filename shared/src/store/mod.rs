@@ -306,6 +306,20 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Unavailable`].
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 
+    /// Records that a replay of `key` (its claim `{key}#replay:{id}` done) ran with `outcome`
+    /// at `now_ms`: the event's own record becomes `PROCESSED` with that outcome and stops
+    /// needing attention (no longer listed as failed or as a conflict), unless a live claim
+    /// holds it. Returns `false` when there was no record to update (expired, or held).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Writes a whole record unconditionally: for operators' tools (reset, import) and tests.
     ///
     /// # Errors

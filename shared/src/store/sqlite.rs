@@ -149,6 +149,45 @@ impl SqliteEventStore {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::ops::EventIndex for SqliteEventStore {
+    async fn alerts(&self, q: &crate::ops::AlertQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let q = q.clone();
+        self.call("alerts", move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM webhook_events
+                 WHERE ((?1 AND status = 'FAILED') OR (?2 AND conflicts > 0))
+                   AND (?3 IS NULL OR source = ?3)
+                 ORDER BY COALESCE(updated_at, 0) DESC LIMIT ?4"
+            ))?;
+            stmt.query_map(
+                params![q.failed, q.conflicts, q.source, q.limit as i64],
+                row_to_record,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?
+        .into_iter()
+        .collect()
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<EventRecord>, StoreError> {
+        let keys = keys.to_vec();
+        self.call("get_many", move |conn| {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in &keys {
+                if let Some(r) = read(conn, k)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await?
+        .into_iter()
+        .collect()
+    }
+}
+
 type RowResult = Result<EventRecord, StoreError>;
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
@@ -328,6 +367,25 @@ impl EventStore for SqliteEventStore {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn record_replay(
+        &self,
+        key: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (key, outcome) = (key.to_owned(), outcome.to_owned());
+        self.call("record_replay", move |conn| {
+            conn.execute(
+                "UPDATE webhook_events SET status = 'PROCESSED', outcome = ?2, processed_at = ?3,
+                     updated_at = ?3, lease_expires_at = NULL, conflicts = 0
+                 WHERE pk = ?1 AND (status <> 'IN_PROGRESS' OR COALESCE(lease_expires_at, 0) < ?3)",
+                params![key, outcome, now_ms],
+            )
+        })
+        .await
+        .map(|n| n == 1)
     }
 
     async fn put_record(&self, r: &EventRecord) -> Result<(), StoreError> {
