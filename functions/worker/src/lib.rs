@@ -4,13 +4,17 @@
 //!
 //! Contract, per record (records run concurrently, up to [`WorkerConfig::max_concurrency`]):
 //!
+//! 0. the batch's envelopes (replays excepted) are archived with one write
+//!    ([`Worker::with_archive`]); if that fails, their records are reported without running;
 //! 1. read the envelope: a claim-check pointer is resolved from the payload store (S3; size and
 //!    SHA-256 checked, [`doorbell::queue::claim_check::resolve`]), then parsed
 //!    ([`doorbell::Envelope::parse`], body digest checked); a message that is not an envelope,
 //!    or whose stored payload is gone or altered, is reported as failed, so after
 //!    `maxReceiveCount` receives SQS moves it to the dead-letter queue; a payload store that
 //!    is unavailable is reported too (retried);
-//! 2. claim its idempotency key in the event store, with a lease that ends when this invocation
+//! 2. claim its idempotency key (for a replay, `{key}#replay:{replay_id}`, so a replay runs
+//!    even when the event is `PROCESSED`, once per replay id; once it ran, the event's own
+//!    record takes its outcome, [`doorbell::store::EventStore::record_replay`]) in the event store, with a lease that ends when this invocation
 //!    must end (the Lambda deadline), clamped to [`WorkerConfig::lease_floor_ms`] and
 //!    [`WorkerConfig::lease_ceiling_ms`];
 //!    - already `PROCESSED` → acknowledged, nothing runs (a duplicate delivery);
@@ -50,6 +54,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use doorbell::archive::Archive;
 use doorbell::clock::Clock;
 use doorbell::envelope::Envelope;
 use doorbell::handler::{Event, HandlerOutcome, HandlerRegistry};
@@ -264,6 +269,7 @@ pub struct Worker {
     config: WorkerConfig,
     dead_letter: Option<Arc<dyn EventQueue>>,
     payloads: Option<Arc<dyn PayloadStore>>,
+    archive: Option<Arc<dyn Archive>>,
 }
 
 impl Worker {
@@ -281,6 +287,7 @@ impl Worker {
             config,
             dead_letter: None,
             payloads: None,
+            archive: None,
         }
     }
 
@@ -288,6 +295,14 @@ impl Worker {
     #[must_use]
     pub fn with_dead_letter_queue(mut self, queue: Arc<dyn EventQueue>) -> Self {
         self.dead_letter = Some(queue);
+        self
+    }
+
+    /// Archives every batch's envelopes in `archive` before running them
+    /// ([`doorbell::archive`]).
+    #[must_use]
+    pub fn with_archive(mut self, archive: Arc<dyn Archive>) -> Self {
+        self.archive = Some(archive);
         self
     }
 
@@ -315,12 +330,20 @@ impl Worker {
         // of its lease; different keys run concurrently. FIFO queues: each message group runs in
         // order, and after a failure the rest of that group is reported without running; other
         // groups go on.
+        let read: Vec<Result<Envelope, RecordOutcome>> =
+            futures::stream::iter(event.records.iter().map(|r| self.read(r)))
+                .buffered(self.config.max_concurrency.max(1))
+                .collect()
+                .await;
+        let read = self.archive_batch(read).await;
         let fifo = group_by_message_group(&event.records);
         let pending: Vec<_> = fifo
             .clone()
             .unwrap_or_else(|| group_by_key(&event.records))
             .into_iter()
-            .map(|group| self.process_group(&event.records, group, deadline_ms, fifo.is_some()))
+            .map(|group| {
+                self.process_group(&event.records, &read, group, deadline_ms, fifo.is_some())
+            })
             .collect();
         let mut numbered: Vec<(usize, RecordReport)> = futures::stream::iter(pending)
             .buffer_unordered(self.config.max_concurrency.max(1))
@@ -345,9 +368,40 @@ impl Worker {
         (response, reports)
     }
 
+    /// Archives the envelopes read from a batch (replays excluded: they come from the
+    /// archive) in one write. If that write fails, the records it covered are reported
+    /// without running, so nothing runs that could not be shown or replayed later.
+    async fn archive_batch(
+        &self,
+        mut read: Vec<Result<Envelope, RecordOutcome>>,
+    ) -> Vec<Result<Envelope, RecordOutcome>> {
+        let Some(archive) = &self.archive else {
+            return read;
+        };
+        let fresh: Vec<Envelope> = read
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|e| e.replay_id.is_none())
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return read;
+        }
+        if let Err(e) = archive.put(&fresh, self.clock.now_ms()).await {
+            tracing::error!(error = %e, envelopes = fresh.len(), metric = "ArchiveFailed", "could not archive the batch; its records are retried");
+            for r in &mut read {
+                if r.as_ref().is_ok_and(|e| e.replay_id.is_none()) {
+                    *r = Err(RecordOutcome::StoreFailed(format!("not archived: {e}")));
+                }
+            }
+        }
+        read
+    }
+
     async fn process_group(
         &self,
         records: &[SqsMessage],
+        read: &[Result<Envelope, RecordOutcome>],
         group: Vec<usize>,
         deadline_ms: Option<i64>,
         stop_after_failure: bool,
@@ -363,7 +417,8 @@ impl Worker {
                     outcome: RecordOutcome::BlockedByGroup,
                 }
             } else {
-                self.process(&records[i], deadline_ms).await
+                self.process(&records[i], read[i].clone(), deadline_ms)
+                    .await
             };
             out.push((i, report));
         }
@@ -409,7 +464,33 @@ impl Worker {
         }
     }
 
-    async fn process(&self, record: &SqsMessage, deadline_ms: Option<i64>) -> RecordReport {
+    /// Reads a record's envelope: resolves a claim-check pointer, parses and checks it.
+    async fn read(&self, record: &SqsMessage) -> Result<Envelope, RecordOutcome> {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let raw = record.body.as_deref().unwrap_or("");
+        let text = match resolve(raw, self.payloads.as_deref()).await {
+            Ok(t) => t,
+            Err(ClaimCheckError::Unavailable(e)) => {
+                tracing::error!(message_id = %message_id, error = %e, "claim check unavailable");
+                return Err(RecordOutcome::StoreFailed(e));
+            }
+            Err(e @ ClaimCheckError::Unusable(_)) => {
+                tracing::error!(message_id = %message_id, error = %e, "claim check unusable");
+                return Err(RecordOutcome::BadEnvelope(e.to_string()));
+            }
+        };
+        Envelope::parse(&text).map_err(|e| {
+            tracing::error!(message_id = %message_id, error = %e, "unparseable message");
+            RecordOutcome::BadEnvelope(e.to_string())
+        })
+    }
+
+    async fn process(
+        &self,
+        record: &SqsMessage,
+        read: Result<Envelope, RecordOutcome>,
+        deadline_ms: Option<i64>,
+    ) -> RecordReport {
         let message_id = record.message_id.clone().unwrap_or_default();
         let mut report = RecordReport {
             message_id,
@@ -417,25 +498,10 @@ impl Worker {
             event_id: None,
             outcome: RecordOutcome::Processed,
         };
-        let raw = record.body.as_deref().unwrap_or("");
-        let text = match resolve(raw, self.payloads.as_deref()).await {
-            Ok(t) => t,
-            Err(ClaimCheckError::Unavailable(e)) => {
-                tracing::error!(message_id = %report.message_id, error = %e, "claim check unavailable");
-                report.outcome = RecordOutcome::StoreFailed(e);
-                return report;
-            }
-            Err(e @ ClaimCheckError::Unusable(_)) => {
-                tracing::error!(message_id = %report.message_id, error = %e, "claim check unusable");
-                report.outcome = RecordOutcome::BadEnvelope(e.to_string());
-                return report;
-            }
-        };
-        let envelope = match Envelope::parse(&text) {
+        let envelope = match read {
             Ok(e) => e,
-            Err(e) => {
-                tracing::error!(message_id = %report.message_id, error = %e, "unparseable message");
-                report.outcome = RecordOutcome::BadEnvelope(e.to_string());
+            Err(outcome) => {
+                report.outcome = outcome;
                 return report;
             }
         };
@@ -505,6 +571,23 @@ impl Worker {
         }
     }
 
+    /// After a replay ran: the event's own record takes the replay's outcome, so a failed or
+    /// ignored event that a replay handled is no longer listed as needing attention. Best
+    /// effort: the replay itself is done whatever this write does.
+    async fn record_replay(&self, envelope: &Envelope, outcome: &str, now_ms: i64) {
+        match self
+            .store
+            .record_replay(&envelope.idempotency_key, outcome, now_ms)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                idempotency_key = %envelope.idempotency_key, error = %e,
+                "replay done, but the event's record could not be updated"
+            ),
+        }
+    }
+
     async fn run(&self, envelope: &Envelope, deadline_ms: Option<i64>) -> RecordOutcome {
         // Envelope::parse checked the body, so this cannot fail here.
         let Ok(body) = envelope.body_bytes() else {
@@ -517,7 +600,7 @@ impl Worker {
             .filter(|b| b.len() <= MAX_STORED_PAYLOAD_BYTES)
             .cloned();
         let claim = ClaimRequest {
-            key: envelope.idempotency_key.clone(),
+            key: envelope.claim_key(),
             source: envelope.source.clone(),
             provider: envelope.provider.clone(),
             event_id: envelope.event_id.clone(),
@@ -577,8 +660,16 @@ impl Worker {
                 .complete_with_retries(&claim.key, attempt, outcome_name, done_ms, deadline_ms)
                 .await
             {
-                Ok(()) if outcome_name == "ignored" => RecordOutcome::Ignored,
-                Ok(()) => RecordOutcome::Processed,
+                Ok(()) => {
+                    if envelope.replay_id.is_some() {
+                        self.record_replay(envelope, outcome_name, done_ms).await;
+                    }
+                    if outcome_name == "ignored" {
+                        RecordOutcome::Ignored
+                    } else {
+                        RecordOutcome::Processed
+                    }
+                }
                 Err(e) => {
                     // The handler succeeded but the store did not record it: the record stays
                     // IN_PROGRESS until its lease ends, then a redelivery runs it again
