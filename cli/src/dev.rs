@@ -6,7 +6,9 @@
 //! Locally everything lives in one SQLite file (`--db`, [`doorbell::sqlite`]): the event store,
 //! the events queue and its dead-letter queue ([`doorbell::queue::SqliteQueue`]: visibility
 //! timeout, receive count, redrive after `--max-receive-count`, delete on success) and the
-//! claim-checked envelopes of deliveries over the queue's 256 KiB. A 2xx is sent only after the
+//! claim-checked envelopes of deliveries over the queue's 256 KiB, and the archive of every
+//! verified envelope (kept `--archive-retention-days`, for `doorbell events show` and
+//! `doorbell replay`). A 2xx is sent only after the
 //! message is committed to the file, so whatever `dev` acknowledged is processed after a
 //! crash, a kill or a restart on the same `--db`: messages that were in flight come back after
 //! their visibility timeout, and a claim whose lease ended is taken over. `--fsync` makes every
@@ -29,10 +31,12 @@ use std::time::Duration;
 use anyhow::Context;
 use doorbell::Sources;
 use doorbell::clock::{Clock, SystemClock};
-use doorbell::payload::{PayloadStore, S3PayloadStore, SqlitePayloadStore};
+use doorbell::archive::Archive;
+use doorbell::ops::local::LocalParts;
+use doorbell::payload::{PayloadStore, S3PayloadStore};
 use doorbell::queue::{ClaimCheckQueue, EventQueue, MemoryQueueConfig, SqliteQueue, SqsQueue};
 use doorbell::sqlite::{Durability, SqliteDb};
-use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore, SqliteEventStore};
+use doorbell::store::{DynamoDbEventStore, EntityStore, EventStore};
 use doorbell_worker::WorkerConfig;
 use doorbell_worker::poller::EventSource;
 
@@ -78,6 +82,10 @@ pub struct DevArgs {
     /// largest source's `max_body_bytes`); reading waits while it is spent.
     #[arg(long, default_value_t = 128)]
     pub max_body_memory: usize,
+    /// Days the archive keeps every verified envelope (for `doorbell events show` and
+    /// `doorbell replay`); older ones are deleted when dev starts.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub archive_retention_days: u32,
     /// Use this SQS queue instead of the local one in `--db`.
     #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
     pub queue_url: Option<String>,
@@ -104,6 +112,8 @@ struct Backends {
     reject_to: Option<Arc<dyn EventQueue>>,
     /// The claim-check store.
     payloads: Option<Arc<dyn PayloadStore>>,
+    /// The archive of every verified envelope (local only).
+    archive: Option<Arc<dyn Archive>>,
 }
 
 async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Backends> {
@@ -131,6 +141,7 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
             dlq: None,
             reject_to,
             payloads,
+            archive: None,
         });
     }
     let durability = if args.fsync {
@@ -145,13 +156,22 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
         max_receive_count: args.max_receive_count,
         ..Default::default()
     };
-    let queue = SqliteQueue::new(db.clone(), "doorbell-dev-events", cfg, clock.clone())?
-        .with_dead_letter_queue("doorbell-dev-dlq");
-    let dlq = queue
-        .dead_letter_queue()
-        .context("the local queue has a dead-letter queue")?;
-    let store = Arc::new(SqliteEventStore::new(db.clone())?);
-    let payloads = Arc::new(SqlitePayloadStore::new(db, "doorbell-dev-payloads")?);
+    let LocalParts {
+        store,
+        archive,
+        queue,
+        dlq,
+        payloads,
+    } = doorbell::ops::local::parts(&db, cfg, clock.clone())?;
+    let retention_ms = i64::from(args.archive_retention_days) * 86_400_000;
+    let expired = archive.expire(clock.now_ms() - retention_ms).await?;
+    if expired > 0 {
+        tracing::info!(
+            expired,
+            days = args.archive_retention_days,
+            "deleted archived envelopes older than the retention"
+        );
+    }
     let orphans = queue.delete_orphan_payloads().await?;
     let (queued, dead) = (queue.count().await?, dlq.count().await?);
     if queued + dead + orphans > 0 {
@@ -169,6 +189,7 @@ async fn backends(args: &DevArgs, clock: &Arc<dyn Clock>) -> anyhow::Result<Back
         dlq: Some(dlq.clone()),
         reject_to: Some(Arc::new(dlq)),
         payloads: Some(payloads),
+        archive: Some(archive),
     })
 }
 
@@ -261,6 +282,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = b.payloads {
         pipeline.worker = pipeline.worker.with_payload_store(p);
+    }
+    if let Some(a) = b.archive {
+        pipeline.worker = pipeline.worker.with_archive(a);
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -330,11 +330,11 @@ impl Worker {
         // of its lease; different keys run concurrently. FIFO queues: each message group runs in
         // order, and after a failure the rest of that group is reported without running; other
         // groups go on.
-        let read: Vec<Result<Envelope, RecordOutcome>> =
-            futures::stream::iter(event.records.iter().map(|r| self.read(r)))
-                .buffered(self.config.max_concurrency.max(1))
-                .collect()
-                .await;
+        let reads: Vec<_> = event.records.iter().map(|r| self.read(r)).collect();
+        let read: Vec<Result<Envelope, RecordOutcome>> = futures::stream::iter(reads)
+            .buffered(self.config.max_concurrency.max(1))
+            .collect()
+            .await;
         let read = self.archive_batch(read).await;
         let fifo = group_by_message_group(&event.records);
         let pending: Vec<_> = fifo
