@@ -31,6 +31,13 @@
 //! transport encoding (`isBase64Encoded`) is undone by `lambda_http` before this code runs, and
 //! nothing parses and re-serialises the body. Ingest does no database work.
 //!
+//! Each request for a configured source publishes one metrics document
+//! ([`doorbell::metrics`]) when the state has a sink ([`IngestState::with_metrics`]): `Received`
+//! and one of `Enqueued`, `EnqueueFailed` or `Rejected` (with a `reason`: the log's reason for a
+//! signature, `no_event_id`, `too_large`, `invalid_base64_body`, `unreadable_body`,
+//! `body_timeout`). A request for an unknown source counts as `Rejected` with reason
+//! `unknown_source` under source `unknown`, never under the name it asked for.
+//!
 //! The same [`app`] runs under `lambda_http::run` in Lambda (REST v1, HTTP API v2 and function
 //! URL events) and under a local HTTP server in `doorbell dev`. Both `/webhooks/{source}` and
 //! `/{stage}/webhooks/{source}` route, so a REST API stage prefix (`/Prod/…`) does not 404.
@@ -50,6 +57,7 @@ use doorbell::SourceConfig;
 use doorbell::catalog::SourceCatalog;
 use doorbell::clock::Clock;
 use doorbell::envelope::Envelope;
+use doorbell::metrics::{self, MetricsDoc, MetricsSink, NoMetrics};
 use doorbell::queue::{EventQueue, OutgoingMessage, QueueError};
 use doorbell::verify::{WebhookRequest, verify_at};
 use lambda_http::RequestExt;
@@ -66,12 +74,80 @@ pub struct IngestState {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The ingest HTTP app. See the crate docs for the contract.
-pub fn app(state: IngestState) -> Router {
+impl IngestState {
+    /// This state with one metrics document per request going to `sink`
+    /// ([`doorbell::metrics::EmfStdout`] in Lambda). Without it, [`app`] publishes nothing.
+    pub fn with_metrics(self, sink: Arc<dyn MetricsSink>) -> MeteredState {
+        MeteredState {
+            state: self,
+            metrics: sink,
+        }
+    }
+}
+
+/// An [`IngestState`] and the sink its metrics go to ([`IngestState::with_metrics`]); a plain
+/// [`IngestState`] converts to one with [`NoMetrics`].
+#[derive(Debug, Clone)]
+pub struct MeteredState {
+    /// Sources, queue and clock.
+    pub state: IngestState,
+    /// Where each request's metrics document goes.
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+impl From<IngestState> for MeteredState {
+    fn from(state: IngestState) -> Self {
+        state.with_metrics(Arc::new(NoMetrics))
+    }
+}
+
+impl std::ops::Deref for MeteredState {
+    type Target = IngestState;
+    fn deref(&self) -> &IngestState {
+        &self.state
+    }
+}
+
+/// What one request counts as.
+enum Counted {
+    /// Answered without enqueuing (an endpoint handshake).
+    Answered,
+    Enqueued,
+    EnqueueFailed,
+    /// Turned down, with the reason.
+    Rejected(&'static str),
+}
+
+/// Publishes the request's metrics document. `source` is the configured source's name; `None`
+/// when no configured source matched (counted under [`metrics::UNKNOWN_SOURCE`], never under
+/// the name asked for, so requests cannot create metric series).
+fn count(state: &MeteredState, source: Option<&str>, what: Counted) {
+    let per_source: &[&[&str]] = &[&[metrics::SOURCE], &[]];
+    let mut doc = MetricsDoc::new(state.clock.now_ms())
+        .dimension(metrics::SOURCE, source.unwrap_or(metrics::UNKNOWN_SOURCE));
+    if source.is_some() {
+        doc = doc.put(per_source, metrics::RECEIVED, 1);
+    }
+    doc = match what {
+        Counted::Answered => doc,
+        Counted::Enqueued => doc.put(per_source, metrics::ENQUEUED, 1),
+        Counted::EnqueueFailed => doc.put(per_source, metrics::ENQUEUE_FAILED, 1),
+        Counted::Rejected(reason) => doc.dimension(metrics::REASON, reason).put(
+            &[&[metrics::SOURCE, metrics::REASON], &[]],
+            metrics::REJECTED,
+            1,
+        ),
+    };
+    state.metrics.emit(&doc);
+}
+
+/// The ingest HTTP app over an [`IngestState`] (no metrics) or a [`MeteredState`]. See the
+/// crate docs for the contract.
+pub fn app(state: impl Into<MeteredState>) -> Router {
     Router::new()
         .route("/webhooks/{source}", post(receive))
         .route("/{stage}/webhooks/{source}", post(receive))
-        .with_state(state)
+        .with_state(state.into())
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response {
@@ -98,11 +174,12 @@ fn source_name(req: &Request, path: &std::collections::HashMap<String, String>) 
 }
 
 async fn receive(
-    State(state): State<IngestState>,
+    State(state): State<MeteredState>,
     Path(path): Path<std::collections::HashMap<String, String>>,
     req: Request,
 ) -> Response {
     let Some(name) = source_name(&req, &path) else {
+        count(&state, None, Counted::Rejected("unknown_source"));
         return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
     };
     let sources = match state.sources.sources().await {
@@ -114,11 +191,17 @@ async fn receive(
     };
     let Some(source) = sources.get(&name) else {
         tracing::info!(source = %name, outcome = "unknown_source", "rejected");
+        count(&state, None, Counted::Rejected("unknown_source"));
         return reply(StatusCode::NOT_FOUND, json!({"error": "unknown source"}));
     };
     let (parts, body) = req.into_parts();
     if parts.headers.contains_key(lambda::INVALID_BODY_HEADER) {
         tracing::warn!(source = %name, outcome = "invalid_base64_body", "rejected");
+        count(
+            &state,
+            Some(&source.name),
+            Counted::Rejected("invalid_base64_body"),
+        );
         return reply(
             StatusCode::BAD_REQUEST,
             json!({"error": "body is not valid base64"}),
@@ -137,11 +220,14 @@ async fn receive(
         }
         Err(status) => {
             tracing::info!(source = %name, outcome = "body_rejected", status = status.as_u16(), "rejected");
-            let msg = match status {
-                StatusCode::PAYLOAD_TOO_LARGE => "payload too large",
-                StatusCode::REQUEST_TIMEOUT => "request body not received in time",
-                _ => "unreadable body",
+            let (msg, reason) = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => ("payload too large", "too_large"),
+                StatusCode::REQUEST_TIMEOUT => {
+                    ("request body not received in time", "body_timeout")
+                }
+                _ => ("unreadable body", "unreadable_body"),
             };
+            count(&state, Some(&source.name), Counted::Rejected(reason));
             reply(status, json!({"error": msg}))
         }
     }
@@ -190,7 +276,7 @@ fn fifo_deduplication_id(envelope: &Envelope) -> String {
 
 /// Verifies and enqueues one delivery whose body has been read.
 async fn ingest(
-    state: &IngestState,
+    state: &MeteredState,
     source: &SourceConfig,
     headers: &HeaderMap,
     query: &str,
@@ -209,6 +295,7 @@ async fn ingest(
         Ok(v) => v,
         Err(e) if e.is_authentic() => {
             tracing::warn!(source = %source.name, provider = %source.provider, outcome = "no_event_id", reason = %e, "rejected");
+            count(state, Some(&source.name), Counted::Rejected("no_event_id"));
             return reply(StatusCode::BAD_REQUEST, json!({"error": "no event id"}));
         }
         Err(e) => {
@@ -216,6 +303,7 @@ async fn ingest(
                 source = %source.name, provider = %source.provider, outcome = "signature_rejected",
                 reason = e.reason(), detail = %e, metric = "SignatureRejected", "rejected"
             );
+            count(state, Some(&source.name), Counted::Rejected(e.reason()));
             return reply(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid signature"}),
@@ -225,6 +313,7 @@ async fn ingest(
     if let Some(answer) = verified.reply {
         // An endpoint handshake (Slack's url_verification): answered, not enqueued.
         tracing::info!(source = %source.name, event_type = %verified.event_type, outcome = "answered", "handshake");
+        count(state, Some(&source.name), Counted::Answered);
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -259,6 +348,7 @@ async fn ingest(
                 source = %envelope.source, event_id = %envelope.event_id, event_type = %envelope.event_type,
                 message_id = %message_id, outcome = "enqueued", "received"
             );
+            count(state, Some(&source.name), Counted::Enqueued);
             reply(
                 StatusCode::OK,
                 json!({"received": true, "id": envelope.event_id}),
@@ -266,6 +356,7 @@ async fn ingest(
         }
         Err(e @ QueueError::TooLarge { .. }) => {
             tracing::error!(source = %envelope.source, event_id = %envelope.event_id, outcome = "too_large", error = %e, "not enqueued");
+            count(state, Some(&source.name), Counted::Rejected("too_large"));
             reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "payload too large"}),
@@ -276,6 +367,7 @@ async fn ingest(
                 source = %envelope.source, event_id = %envelope.event_id, outcome = "queue_unavailable",
                 error = %e, metric = "EnqueueFailed", "not enqueued"
             );
+            count(state, Some(&source.name), Counted::EnqueueFailed);
             unavailable()
         }
     }

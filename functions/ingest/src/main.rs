@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use doorbell::SystemClock;
 use doorbell::catalog::{SecretsManagerCatalog, SourceCatalog, StaticCatalog};
+use doorbell::metrics::EmfStdout;
 use doorbell::payload::S3PayloadStore;
 use doorbell::queue::{ClaimCheckQueue, EventQueue, SqsQueue};
 use doorbell_ingest::config::{IngestConfig, SourcesSetting};
@@ -50,5 +51,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue,
         clock: Arc::new(SystemClock),
     };
-    lambda_http::lambda_runtime::run(doorbell_ingest::lambda::service(app(state))).await
+    let app = app(state.with_metrics(Arc::new(EmfStdout)));
+    lambda_http::lambda_runtime::run(doorbell_ingest::lambda::service(app)).await
 }

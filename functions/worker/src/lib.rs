@@ -43,6 +43,13 @@
 //! source mapping needs `FunctionResponseTypes: [ReportBatchItemFailures]`). One bad record
 //! never fails the batch: the function itself never returns an error for a record's sake.
 //!
+//! Each record publishes one metrics document ([`doorbell::metrics`], [`Worker::with_metrics`]):
+//! one of `Processed`, `Ignored`, `Duplicate`, `Failed` (handler or store failed, not an
+//! envelope), `Deferred` (in progress elsewhere, blocked by its FIFO group) or `DeadLettered`
+//! (with `Conflict` for a conflict), plus `HandlerDuration` when a handler ran and `QueueLag`
+//! when the record left the queue; dimensions `source` (`unknown` when the envelope did not
+//! parse) and `outcome` ([`RecordOutcome::name`]).
+//!
 //! [`poller`] does what Lambda's SQS event source mapping does (receive, invoke, delete the
 //! records not reported), for the local pipeline and the integration tests.
 
@@ -58,6 +65,7 @@ use doorbell::archive::Archive;
 use doorbell::clock::Clock;
 use doorbell::envelope::Envelope;
 use doorbell::handler::{Event, HandlerOutcome, HandlerRegistry};
+use doorbell::metrics::{self, MetricsDoc, MetricsSink, NoMetrics};
 use doorbell::payload::PayloadStore;
 use doorbell::queue::claim_check::{ClaimCheckError, resolve};
 use doorbell::queue::{EventQueue, OutgoingMessage};
@@ -255,6 +263,12 @@ pub struct RecordReport {
     pub idempotency_key: Option<String>,
     /// The envelope's event id, when it parsed.
     pub event_id: Option<String>,
+    /// The envelope's source, when it parsed.
+    pub source: Option<String>,
+    /// The envelope's `received_at`, epoch **milliseconds**, when it parsed.
+    pub received_at_ms: Option<i64>,
+    /// How long the handler ran, **milliseconds**, when one ran.
+    pub handler_ms: Option<i64>,
     /// What happened.
     pub outcome: RecordOutcome,
 }
@@ -270,6 +284,7 @@ pub struct Worker {
     dead_letter: Option<Arc<dyn EventQueue>>,
     payloads: Option<Arc<dyn PayloadStore>>,
     archive: Option<Arc<dyn Archive>>,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 impl Worker {
@@ -288,7 +303,16 @@ impl Worker {
             dead_letter: None,
             payloads: None,
             archive: None,
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// Publishes one metrics document per record to `sink` (see the crate docs); the default
+    /// is [`NoMetrics`].
+    #[must_use]
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// Sends rejected events to `queue` (the source queue's dead-letter queue) at once.
@@ -355,12 +379,14 @@ impl Worker {
         numbered.sort_by_key(|(i, _)| *i);
         let reports: Vec<RecordReport> = numbered.into_iter().map(|(_, r)| r).collect();
         let mut response = SqsBatchResponse::default();
+        let done_ms = self.clock.now_ms();
         for r in &reports {
             let reason: String = r.outcome.reason().chars().take(200).collect();
             tracing::info!(
                 message_id = %r.message_id, idempotency_key = r.idempotency_key.as_deref().unwrap_or(""),
                 event_id = r.event_id.as_deref().unwrap_or(""), outcome = r.outcome.name(), reason = %reason, "record"
             );
+            self.metrics.emit(&record_metrics(r, done_ms));
             if r.outcome.is_reported() {
                 response.add_failure(r.message_id.clone());
             }
@@ -414,6 +440,9 @@ impl Worker {
                     message_id: records[i].message_id.clone().unwrap_or_default(),
                     idempotency_key: None,
                     event_id: None,
+                    source: None,
+                    received_at_ms: None,
+                    handler_ms: None,
                     outcome: RecordOutcome::BlockedByGroup,
                 }
             } else {
@@ -496,6 +525,9 @@ impl Worker {
             message_id,
             idempotency_key: None,
             event_id: None,
+            source: None,
+            received_at_ms: None,
+            handler_ms: None,
             outcome: RecordOutcome::Processed,
         };
         let envelope = match read {
@@ -507,7 +539,12 @@ impl Worker {
         };
         report.idempotency_key = Some(envelope.idempotency_key.clone());
         report.event_id = Some(envelope.event_id.clone());
-        report.outcome = match self.run(&envelope, deadline_ms).await {
+        report.source = Some(envelope.source.clone());
+        report.received_at_ms = envelope.received_at_ms();
+        report.outcome = match self
+            .run(&envelope, deadline_ms, &mut report.handler_ms)
+            .await
+        {
             RecordOutcome::Rejected(reason) => {
                 self.dead_letter(record, &envelope, DeadLetterReason::Rejected, reason)
                     .await
@@ -588,7 +625,13 @@ impl Worker {
         }
     }
 
-    async fn run(&self, envelope: &Envelope, deadline_ms: Option<i64>) -> RecordOutcome {
+    /// Claims and runs one envelope; sets `handler_ms` when a handler ran.
+    async fn run(
+        &self,
+        envelope: &Envelope,
+        deadline_ms: Option<i64>,
+        handler_ms: &mut Option<i64>,
+    ) -> RecordOutcome {
         // Envelope::parse checked the body, so this cannot fail here.
         let Ok(body) = envelope.body_bytes() else {
             return RecordOutcome::BadEnvelope("undecodable body".into());
@@ -645,9 +688,11 @@ impl Worker {
                     envelope,
                     body: &body,
                 };
+                let started_ms = self.clock.now_ms();
                 let r = AssertUnwindSafe(handler.handle(&event))
                     .catch_unwind()
                     .await;
+                *handler_ms = Some(self.clock.now_ms() - started_ms);
                 (
                     r.unwrap_or_else(|_| HandlerOutcome::Retry("handler panicked".into())),
                     "handled",
@@ -697,4 +742,38 @@ impl Worker {
             }
         }
     }
+}
+
+/// One record's metrics document at `done_ms` (epoch **milliseconds**, when its batch ended):
+/// its outcome's counter, `HandlerDuration` when a handler ran, `QueueLag` when the record left
+/// the queue; per `source` and `outcome`, and in total. No id or key goes in.
+fn record_metrics(r: &RecordReport, done_ms: i64) -> MetricsDoc {
+    let sets: &[&[&str]] = &[&[metrics::SOURCE, metrics::OUTCOME], &[]];
+    let mut doc = MetricsDoc::new(done_ms)
+        .dimension(
+            metrics::SOURCE,
+            r.source.as_deref().unwrap_or(metrics::UNKNOWN_SOURCE),
+        )
+        .dimension(metrics::OUTCOME, r.outcome.name());
+    let counters: &[metrics::Metric] = match &r.outcome {
+        RecordOutcome::Processed => &[metrics::PROCESSED],
+        RecordOutcome::Ignored => &[metrics::IGNORED],
+        RecordOutcome::Duplicate => &[metrics::DUPLICATE],
+        RecordOutcome::HandlerFailed(_)
+        | RecordOutcome::BadEnvelope(_)
+        | RecordOutcome::StoreFailed(_) => &[metrics::FAILED],
+        RecordOutcome::InProgressElsewhere | RecordOutcome::BlockedByGroup => &[metrics::DEFERRED],
+        RecordOutcome::Rejected(_) => &[metrics::DEAD_LETTERED],
+        RecordOutcome::Conflict(_) => &[metrics::DEAD_LETTERED, metrics::CONFLICT],
+    };
+    for &m in counters {
+        doc = doc.put(sets, m, 1);
+    }
+    if let Some(ms) = r.handler_ms {
+        doc = doc.put(sets, metrics::HANDLER_DURATION, ms.max(0));
+    }
+    if let Some(received) = r.received_at_ms.filter(|_| !r.outcome.is_reported()) {
+        doc = doc.put(sets, metrics::QUEUE_LAG, (done_ms - received).max(0));
+    }
+    doc
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use doorbell::SystemClock;
+use doorbell::metrics::EmfStdout;
 use doorbell::payload::S3PayloadStore;
 use doorbell::queue::SqsQueue;
 use doorbell::store::DynamoDbEventStore;
@@ -24,7 +25,8 @@ async fn main() -> Result<(), Error> {
         settings.sources.iter().map(|(n, p)| (n.as_str(), *p)),
         store.clone(),
     );
-    let mut worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker);
+    let mut worker = Worker::new(store, registry, Arc::new(SystemClock), settings.worker)
+        .with_metrics(Arc::new(EmfStdout));
     if let Some(url) = settings.dead_letter_queue_url {
         worker = worker
             .with_dead_letter_queue(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url)));
