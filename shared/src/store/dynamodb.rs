@@ -11,7 +11,7 @@
 //! `FAILED` (set by [`EventStore::fail`]) or `CONFLICT` (set by
 //! [`EventStore::record_conflict`]); a completion or a replay removes it. Successful events
 //! never carry it, so they pay no index write, and `doorbell events ls --status failed` is one
-//! `Query` on the index, never a scan ([`DynamoDbEventStore::alerts`]). DynamoDB, "Take
+//! `Query` on the index, never a scan (the [`crate::ops::EventIndex`] impl). DynamoDB, "Take
 //! advantage of sparse indexes":
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html>.
 //! Entities live in the same table under `pk = "@entity#{kind}#{id}"` (`@` never starts a
@@ -30,7 +30,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
 };
 
@@ -59,6 +60,12 @@ pub const ALERTS_INDEX: &str = "alerts";
 pub const ALERT_FAILED: &str = "FAILED";
 /// `alert` value of an event that refused a conflicting delivery.
 pub const ALERT_CONFLICT: &str = "CONFLICT";
+/// Most keys in one `BatchGetItem` (DynamoDB's limit).
+const BATCH_GET_MAX_KEYS: usize = 100;
+/// `BatchGetItem` calls for one batch of keys before its unprocessed keys are an error.
+const BATCH_GET_ATTEMPTS: u32 = 8;
+/// Wait before the first retry of unprocessed keys, **milliseconds**; doubled each retry.
+const BATCH_GET_BACKOFF_MS: u64 = 25;
 
 /// The DynamoDB store. Cheap to clone (the SDK client is shared).
 #[derive(Debug, Clone)]
@@ -133,32 +140,156 @@ impl DynamoDbEventStore {
         }
     }
 
-    /// Creates the table (`pk` string hash key, on-demand) for local emulators and tests; in
+    /// Creates the table (`pk` string hash key, on-demand) with the [`ALERTS_INDEX`] index
+    /// (`alert` S hash, `alert_at` N range, all attributes) for local emulators and tests; in
     /// AWS the SAM template creates it, with TTL on `expires_at`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`], including when the table exists.
     pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-        let attr = AttributeDefinition::builder()
-            .attribute_name("pk")
-            .attribute_type(ScalarAttributeType::S)
+        let err = |e: aws_sdk_dynamodb::error::BuildError| unavailable("create_table", e);
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .map_err(err)
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(err)
+        };
+        let alerts = GlobalSecondaryIndex::builder()
+            .index_name(ALERTS_INDEX)
+            .key_schema(key("alert", KeyType::Hash)?)
+            .key_schema(key("alert_at", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()
-            .map_err(|e| unavailable("create_table", e))?;
-        let key = KeySchemaElement::builder()
-            .attribute_name("pk")
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(|e| unavailable("create_table", e))?;
+            .map_err(err)?;
         client
             .create_table()
             .table_name(table)
-            .attribute_definitions(attr)
-            .key_schema(key)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("alert", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("alert_at", ScalarAttributeType::N)?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .global_secondary_indexes(alerts)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
             .map_err(|e| unavailable("create_table", e))?;
         Ok(())
+    }
+
+    /// The items under one `alert` value, newest `alert_at` first, at most `limit`, only of
+    /// `source` when given: one `Query` on [`ALERTS_INDEX`], a page at a time.
+    async fn query_alerts(
+        &self,
+        alert: &str,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRecord)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ALERTS_INDEX)
+                .key_condition_expression("alert = :alert")
+                .expression_attribute_values(":alert", s(alert))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            if let Some(src) = source {
+                q = q
+                    .filter_expression("#src = :source")
+                    .expression_attribute_names("#src", "source")
+                    .expression_attribute_values(":source", s(src));
+            } else {
+                // Without a filter every item read is returned: read no more than wanted.
+                q = q.limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX));
+            }
+            let page = q.send().await.map_err(|e| unavailable("alerts", e))?;
+            for item in page.items.unwrap_or_default() {
+                let Some(key) = get_s(&item, "pk") else {
+                    continue;
+                };
+                let at = get_n(&item, "alert_at").unwrap_or(0);
+                out.push((at, item_to_record(&key, &item)?));
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// One `BatchGetItem` of at most [`BATCH_GET_MAX_KEYS`] distinct keys, consistent reads,
+    /// its unprocessed keys asked again with a doubling wait.
+    async fn batch_get(&self, keys: &[String]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut request = KeysAndAttributes::builder()
+            .set_keys(Some(
+                keys.iter()
+                    .map(|k| HashMap::from([("pk".to_owned(), s(k))]))
+                    .collect(),
+            ))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| unavailable("get_many", e))?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut wait_ms = BATCH_GET_BACKOFF_MS;
+        for attempt in 1..=BATCH_GET_ATTEMPTS {
+            let r = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| unavailable("get_many", e))?;
+            for item in r
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                if let Some(key) = get_s(&item, "pk") {
+                    out.push(item_to_record(&key, &item)?);
+                }
+            }
+            match r
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(&self.table)
+                .filter(|k| !k.keys.is_empty())
+            {
+                None => return Ok(out),
+                Some(rest) if attempt < BATCH_GET_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    wait_ms *= 2;
+                    request = rest;
+                }
+                Some(rest) => {
+                    return Err(StoreError::Unavailable {
+                        operation: "get_many",
+                        message: format!(
+                            "{} keys still unprocessed after {BATCH_GET_ATTEMPTS} BatchGetItem calls (throttled)",
+                            rest.keys.len()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn finish(
@@ -451,6 +582,39 @@ impl EventStore for DynamoDbEventStore {
             .await
             .map_err(|e| unavailable("put", e))?;
         Ok(())
+    }
+}
+
+/// `alerts` is a `Query` per requested kind on the sparse [`ALERTS_INDEX`] (never a scan);
+/// `get_many` is `BatchGetItem` with consistent reads. Index reads are eventually consistent:
+/// a record failed a moment ago may be listed a moment later.
+#[async_trait::async_trait]
+impl crate::ops::EventIndex for DynamoDbEventStore {
+    async fn alerts(&self, q: &crate::ops::AlertQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let mut found = Vec::new();
+        for (wanted, alert) in [(q.failed, ALERT_FAILED), (q.conflicts, ALERT_CONFLICT)] {
+            if wanted && q.limit > 0 {
+                found.extend(
+                    self.query_alerts(alert, q.source.as_deref(), q.limit)
+                        .await?,
+                );
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
+        found.truncate(q.limit);
+        Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<EventRecord>, StoreError> {
+        // BatchGetItem refuses a request that names a key twice.
+        let mut distinct: Vec<String> = keys.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut out = Vec::with_capacity(distinct.len());
+        for chunk in distinct.chunks(BATCH_GET_MAX_KEYS) {
+            out.extend(self.batch_get(chunk).await?);
+        }
+        Ok(out)
     }
 }
 
