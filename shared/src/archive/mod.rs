@@ -10,14 +10,24 @@
 //!
 //! Adapters:
 //! - [`SqliteArchive`], table `archive` in the local pipeline's database (`doorbell dev`);
-//! - [`FirehoseArchive`] (Amazon Data Firehose → S3) and [`S3ArchiveReader`], in AWS.
+//! - [`FirehoseArchive`] (Amazon Data Firehose → S3, JSON Lines packed into few records) and
+//!   [`S3ArchiveReader`] (the delivered objects), together [`AwsArchive`], in AWS.
 //!
 //! Units: `*_ms` are epoch **milliseconds**.
 
+mod firehose;
+mod s3;
 mod sqlite;
 
 use std::fmt;
 
+pub use firehose::{
+    FirehoseArchive, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD_BYTES, PUT_ATTEMPTS, Packed,
+    RecordLimits, group_calls, json_lines, pack_records,
+};
+pub use s3::{
+    ArchiveLayout, AwsArchive, DEFAULT_PREFIX, HOUR_MS, S3ArchiveReader, hour_path, parse_object,
+};
 pub use sqlite::SqliteArchive;
 
 use crate::envelope::Envelope;
