@@ -1,7 +1,8 @@
 """The translated stack, created in moto's CloudFormation (the moto server started by
 scripts/test): the queues with their redrive policy, the table, the payload bucket and the event
 source mapping exist as wired. moto skips the HTTP API, the bucket policy and the alarms, and
-ignores TTL. The stack's outputs are written to $DOORBELL_STACK_OUTPUTS for the Rust integration
+ignores TTL; it has no Firehose in CloudFormation, so the archive stream is created through its
+Firehose API instead (`_archive_stream_stand_in`). The stack's outputs are written to $DOORBELL_STACK_OUTPUTS for the Rust integration
 test that runs the pipeline on them. A second stack, QueueType=fifo, checks the FIFO queues."""
 
 import io
@@ -41,7 +42,38 @@ def secrets_arn():
     return arn
 
 
+def _replace(node, old, new):
+    if node == old:
+        return new
+    if isinstance(node, dict):
+        return {k: _replace(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace(v, old, new) for v in node]
+    return node
+
+
+def _archive_stream_stand_in(name, template):
+    """moto's CloudFormation has no AWS::KinesisFirehose::DeliveryStream. For moto only, the
+    archive bucket gets a name, the stream is created through moto's Firehose API delivering to
+    it, and the template's references to the stream become its name and ARN. moto's Firehose
+    ignores `!{timestamp:...}` prefixes and compression: it writes plain objects under
+    `archive/YYYY/MM/DD/HH/` (Firehose's default layout)."""
+    bucket = f"{name}-archive".lower()
+    template["Resources"]["ArchiveBucket"]["Properties"]["BucketName"] = bucket
+    configured = template["Resources"].pop("ArchiveStream")["Properties"]["ExtendedS3DestinationConfiguration"]
+    stream = f"{name}-archive"
+    arn = _client("firehose").create_delivery_stream(
+        DeliveryStreamName=stream, DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/archive-delivery", "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": "archive/", "CompressionFormat": configured["CompressionFormat"],
+            "BufferingHints": configured["BufferingHints"]})["DeliveryStreamARN"]
+    template = _replace(template, {"Ref": "ArchiveStream"}, stream)
+    return _replace(template, {"Fn::GetAtt": ["ArchiveStream", "Arn"]}, arn)
+
+
 def _create_stack(name, template, parameters):
+    template = _archive_stream_stand_in(name, template)
     cf = _client("cloudformation")
     cf.create_stack(StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
@@ -130,6 +162,26 @@ def test_payload_bucket_exists_encrypted_and_is_given_to_both_functions(stack):
     assert worker["DOORBELL_DEAD_LETTER_QUEUE_URL"] == stack["outputs"]["DeadLetterQueueUrl"]
 
 
+def test_archive_bucket_exists_encrypted_and_the_worker_archives_to_its_stream(stack):
+    # (moto's CloudFormation does not apply the lifecycle rule: test_template.py checks it.)
+    out, s3 = stack["outputs"], _client("s3")
+    bucket = out["ArchiveBucketName"]
+    assert bucket == stack["physical"]["ArchiveBucket"]
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert out["ArchivePrefix"] == "archive/"
+    worker = _client("lambda").get_function_configuration(
+        FunctionName=stack["physical"]["WorkerFunction"])["Environment"]["Variables"]
+    assert worker["DOORBELL_ARCHIVE_STREAM"] == out["ArchiveStreamName"]
+    assert worker["DOORBELL_ARCHIVE_BUCKET"] == bucket
+    # What the worker sends arrives in the bucket under the archive prefix.
+    line = b'{"v":1}\n'
+    _client("firehose").put_record_batch(DeliveryStreamName=out["ArchiveStreamName"], Records=[{"Data": line}])
+    (obj,) = s3.list_objects_v2(Bucket=bucket, Prefix=out["ArchivePrefix"])["Contents"]
+    assert s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read() == line
+    s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
 def test_table_has_the_pk_key(stack):
     table = _client("dynamodb").describe_table(TableName=stack["outputs"]["EventsTableName"])["Table"]
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
@@ -167,6 +219,7 @@ def test_write_outputs_for_the_rust_integration_test(stack):
     ingest_env = _client("lambda").get_function_configuration(
         FunctionName=stack["physical"]["IngestFunction"])["Environment"]["Variables"]
     outputs = {**stack["outputs"], "SecretsArn": stack["secrets_arn"], "SourcesJson": ingest_env["DOORBELL_SOURCES"]}
-    assert {"EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName", "PayloadBucketName"} <= set(outputs)
+    assert {"EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName", "PayloadBucketName", "ArchiveBucketName",
+            "ArchiveStreamName", "ArchivePrefix"} <= set(outputs)
     with open(path, "w") as f:
         json.dump(outputs, f)

@@ -206,6 +206,8 @@ def test_functions_are_told_the_payload_bucket_and_the_worker_the_dead_letter_qu
 
 
 PAYLOAD_OBJECTS = {"Fn::Sub": "${PayloadBucket.Arn}/*"}
+ARCHIVE_STREAM = {"Fn::GetAtt": ["ArchiveStream", "Arn"]}
+ARCHIVE_OBJECTS = {"Fn::Sub": "${ArchiveBucket.Arn}/archive/*"}
 
 
 def _statements(cfn, role):
@@ -235,6 +237,8 @@ def test_each_function_may_touch_only_its_own_resources(cfn):
         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"): {"Fn::GetAtt": ["EventsTable", "Arn"]},
         ("s3:GetObject",): PAYLOAD_OBJECTS,
         ("sqs:SendMessage",): {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        ("firehose:PutRecordBatch",): ARCHIVE_STREAM,
+        ("s3:PutObject",): ARCHIVE_OBJECTS,
     }
     for s in _statements(cfn, "IngestRole") + _statements(cfn, "WorkerRole"):
         assert s["Effect"] == "Allow" and s["Resource"] != "*"
@@ -250,7 +254,8 @@ def test_ingest_may_only_put_payload_objects_and_the_worker_only_read_them_and_r
     dlq = json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, sort_keys=True)
     ingest, worker = _grants(cfn, "IngestRole"), _grants(cfn, "WorkerRole")
     assert [g for g in ingest if g[0].startswith("s3:")] == [("s3:PutObject", objects)]
-    assert [g for g in worker if g[0].startswith("s3:")] == [("s3:GetObject", objects)]
+    archive = json.dumps(ARCHIVE_OBJECTS, sort_keys=True)
+    assert [g for g in worker if g[0].startswith("s3:")] == [("s3:GetObject", objects), ("s3:PutObject", archive)]
     # Reject goes straight to the dead-letter queue: the worker's only send, and only there.
     assert [g for g in worker if g[0] == "sqs:SendMessage"] == [("sqs:SendMessage", dlq)]
     assert not [g for g in ingest + worker if g[1] == dlq and g[0] != "sqs:SendMessage"]
@@ -326,7 +331,10 @@ def test_no_secret_value_in_the_template():
 def test_outputs_give_the_webhook_url_queues_table_and_payload_bucket(cfn_standard):
     cfn = cfn_standard
     assert set(cfn["Outputs"]) == {"WebhookBaseUrl", "EventsQueueUrl", "DeadLetterQueueUrl", "EventsTableName",
-                                   "PayloadBucketName"}
+                                   "PayloadBucketName", "ArchiveBucketName", "ArchiveStreamName", "ArchivePrefix"}
+    assert cfn["Outputs"]["ArchiveBucketName"]["Value"] == {"Ref": "ArchiveBucket"}
+    assert cfn["Outputs"]["ArchiveStreamName"]["Value"] == {"Ref": "ArchiveStream"}
+    assert cfn["Outputs"]["ArchivePrefix"]["Value"] == "archive/"
     assert "/webhooks/" in json.dumps(cfn["Outputs"]["WebhookBaseUrl"])
     assert cfn["Outputs"]["PayloadBucketName"]["Value"] == {"Ref": "PayloadBucket"}
 
@@ -370,3 +378,72 @@ def test_function_url_when_asked_is_public_on_ingest_with_both_permissions_and_a
     assert out == {"Fn::Sub": "${IngestUrl.FunctionUrl}webhooks/"}
     # The HTTP API stays: both URLs reach the same verified ingest.
     assert "WebhookBaseUrl" in cfn["Outputs"]
+
+
+ARCHIVE_PREFIX = "archive/date=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/"
+
+
+def test_archive_stream_delivers_gzip_json_lines_by_date_and_hour_to_the_archive_bucket(cfn):
+    stream = cfn["Resources"]["ArchiveStream"]
+    assert stream["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+    props = stream["Properties"]
+    assert props["DeliveryStreamType"] == "DirectPut"
+    s3 = props["ExtendedS3DestinationConfiguration"]
+    assert s3["BucketARN"] == {"Fn::GetAtt": ["ArchiveBucket", "Arn"]}
+    assert s3["RoleARN"] == {"Fn::GetAtt": ["ArchiveDeliveryRole", "Arn"]}
+    assert s3["CompressionFormat"] == "GZIP"
+    # The layout S3ArchiveReader (ArchiveLayout::Partitioned) and Athena's partition projection read.
+    assert s3["Prefix"] == ARCHIVE_PREFIX
+    assert s3["ErrorOutputPrefix"] == "archive-errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+    assert not s3["ErrorOutputPrefix"].startswith("archive/"), "errors must not be read as envelopes"
+    # Few, large objects: at most one per 5 minutes; no dynamic partitioning (a per-GB charge).
+    assert s3["BufferingHints"] == {"SizeInMBs": 64, "IntervalInSeconds": 300}
+    assert "DynamicPartitioningConfiguration" not in s3 and "ProcessingConfiguration" not in s3
+    assert s3["CloudWatchLoggingOptions"]["Enabled"] is True
+
+
+def test_archive_bucket_is_private_encrypted_tls_only_and_expires_after_archive_retention_days(sam, cfn):
+    props = cfn["Resources"]["ArchiveBucket"]["Properties"]
+    assert props["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert not {"Prefix", "Filter"} & set(rule), "the rule must cover every object"
+    assert rule["ExpirationInDays"] == {"Ref": "ArchiveRetentionDays"}
+    p = sam["Parameters"]["ArchiveRetentionDays"]
+    assert int(p["Default"]) == 30 and int(p["MinValue"]) == 1
+    (statement,) = cfn["Resources"]["ArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
+    assert statement["Resource"] == [{"Fn::GetAtt": ["ArchiveBucket", "Arn"]}, {"Fn::Sub": "${ArchiveBucket.Arn}/*"}]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_only_the_worker_may_write_to_the_archive_stream_and_only_put_record_batches(cfn):
+    stream = json.dumps(ARCHIVE_STREAM, sort_keys=True)
+    worker = _grants(cfn, "WorkerRole")
+    assert [g for g in worker if g[0].startswith("firehose:")] == [("firehose:PutRecordBatch", stream)]
+    assert not [g for g in _grants(cfn, "IngestRole") if g[0].startswith("firehose:") or "Archive" in g[1]]
+
+
+def test_the_worker_is_told_the_archive_stream_and_bucket(cfn):
+    env = cfn["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DOORBELL_ARCHIVE_STREAM"] == {"Ref": "ArchiveStream"}
+    assert env["DOORBELL_ARCHIVE_BUCKET"] == {"Ref": "ArchiveBucket"}
+    ingest = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert not [k for k in ingest if k.startswith("DOORBELL_ARCHIVE")]
+
+
+def test_firehose_may_only_deliver_to_the_archive_bucket_and_log_its_errors(cfn):
+    role = cfn["Resources"]["ArchiveDeliveryRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+    grants = {tuple(_as_list(s["Action"])): s["Resource"] for s in _statements(cfn, "ArchiveDeliveryRole")}
+    assert grants == {
+        ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"): {"Fn::GetAtt": ["ArchiveBucket", "Arn"]},
+        ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"): {"Fn::Sub": "${ArchiveBucket.Arn}/*"},
+        ("logs:PutLogEvents",): {"Fn::GetAtt": ["ArchiveDeliveryLogGroup", "Arn"]},
+    }

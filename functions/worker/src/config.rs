@@ -7,6 +7,8 @@
 //! | `DOORBELL_MAX_CONCURRENCY` | records processed at once; default 10 |
 //! | `DOORBELL_DEAD_LETTER_QUEUE_URL` | the dead-letter queue; a handler's `Reject` sends the message there at once (without it, `Reject` is retried like `Retry` until the redrive policy moves it) |
 //! | `DOORBELL_PAYLOAD_BUCKET` | the S3 bucket holding claim-checked envelopes (required to process envelopes over the queue's limit) |
+//! | `DOORBELL_ARCHIVE_STREAM` | the Firehose delivery stream every batch's envelopes are archived to before they run (optional; without it nothing is archived) |
+//! | `DOORBELL_ARCHIVE_BUCKET` | the archive bucket, where an envelope too large for a Firehose record (over 1,000 KiB) is written directly, under `archive/` (optional; without it such an envelope's batch fails to archive) |
 //! | `DOORBELL_DEDUPE_WINDOW_SECONDS` | how long processed events are remembered, seconds; default 604800 (7 days), at least 3600 |
 
 use doorbell::Provider;
@@ -30,6 +32,10 @@ pub struct WorkerSettings {
     pub dead_letter_queue_url: Option<String>,
     /// The claim-check bucket.
     pub payload_bucket: Option<String>,
+    /// The archive's Firehose delivery stream.
+    pub archive_stream: Option<String>,
+    /// The archive bucket, for envelopes too large for a Firehose record.
+    pub archive_bucket: Option<String>,
 }
 
 /// A missing or invalid setting; names the variable, never its value.
@@ -81,6 +87,8 @@ impl WorkerSettings {
             worker,
             dead_letter_queue_url: var("DOORBELL_DEAD_LETTER_QUEUE_URL").filter(|v| !v.is_empty()),
             payload_bucket: var("DOORBELL_PAYLOAD_BUCKET").filter(|v| !v.is_empty()),
+            archive_stream: var("DOORBELL_ARCHIVE_STREAM").filter(|v| !v.is_empty()),
+            archive_bucket: var("DOORBELL_ARCHIVE_BUCKET").filter(|v| !v.is_empty()),
         })
     }
 
@@ -110,6 +118,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.sources, vec![("pay".to_owned(), Provider::Stripe)]);
         assert_eq!(s.worker.max_concurrency, 4);
+        assert_eq!((s.archive_stream, s.archive_bucket), (None, None));
         for bad in ["0", "-5", "60", "soon"] {
             let e = WorkerSettings::from_lookup(|k| match k {
                 "DOORBELL_TABLE" => Some("t".into()),
@@ -131,6 +140,19 @@ mod tests {
                 .to_string(),
             "environment variable DOORBELL_TABLE is not set"
         );
+    }
+
+    #[test]
+    fn reads_the_archive_stream_and_bucket_and_treats_empty_as_unset() {
+        let s = WorkerSettings::from_lookup(|k| match k {
+            "DOORBELL_TABLE" => Some("t".into()),
+            "DOORBELL_ARCHIVE_STREAM" => Some("doorbell-archive".into()),
+            "DOORBELL_ARCHIVE_BUCKET" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.archive_stream.as_deref(), Some("doorbell-archive"));
+        assert_eq!(s.archive_bucket, None);
     }
 
     #[test]

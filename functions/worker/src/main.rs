@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use doorbell::SystemClock;
+use doorbell::archive::{AwsArchive, FirehoseArchive};
 use doorbell::metrics::EmfStdout;
 use doorbell::payload::S3PayloadStore;
 use doorbell::queue::SqsQueue;
@@ -33,6 +34,13 @@ async fn main() -> Result<(), Error> {
     }
     if let Some(bucket) = settings.payload_bucket {
         worker = worker.with_payload_store(Arc::new(S3PayloadStore::from_conf(&aws, bucket)));
+    }
+    if let Some(stream) = settings.archive_stream {
+        let writer = FirehoseArchive::for_stack(&aws, stream, settings.archive_bucket);
+        worker = worker.with_archive(Arc::new(AwsArchive {
+            writer: Some(writer),
+            reader: None,
+        }));
     }
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
