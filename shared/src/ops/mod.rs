@@ -3,7 +3,7 @@
 //! `status` (and the `dev` inspector) are thin views over [`Ops`]; none of them talks to SQS,
 //! DynamoDB or SQLite itself.
 //!
-//! [`Ops`] works over ports, each with a local (SQLite, [`local`]) and an AWS adapter:
+//! [`Ops`] works over ports, each with a local (SQLite, [`local`]) and an AWS adapter ([`aws`]):
 //! - [`crate::store::EventStore`]: one record by key;
 //! - [`EventIndex`]: the records that need attention (failed, conflicts) without a scan, and
 //!   many records by key;
@@ -31,6 +31,7 @@
 //!
 //! Units: `*_ms` epoch **milliseconds**; hold times **seconds**; rates per **second**.
 
+pub mod aws;
 pub mod local;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

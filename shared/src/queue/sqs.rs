@@ -107,9 +107,14 @@ impl EventQueue for SqsQueue {
             .await
     }
 
+    /// Long-polls for up to the receive wait (default 1 s): a short poll asks only some of
+    /// SQS's servers and may come back empty while messages wait, and the operations layer
+    /// reads an empty take as "nothing left" (SQS Developer Guide, "Short and long polling").
+    /// The wait is spent only when the queue has nothing visible.
     async fn take(&self, max: u32, hold_s: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         let hold = i32::try_from(hold_s.min(43_200)).unwrap_or(43_200);
-        self.receive_with(max, 0, Some(hold)).await
+        self.receive_with(max, self.wait_time_seconds, Some(hold))
+            .await
     }
 
     async fn release(&self, receipt_handles: &[&str]) -> Result<(), QueueError> {
