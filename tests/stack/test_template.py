@@ -182,6 +182,18 @@ def test_table_is_on_demand_with_ttl_on_expires_at_pitr_and_sse(cfn):
     assert table["SSESpecification"]["SSEEnabled"] is True
 
 
+def test_table_has_the_sparse_alerts_index(cfn):
+    table = cfn["Resources"]["EventsTable"]["Properties"]
+    assert {"AttributeName": "alert", "AttributeType": "S"} in table["AttributeDefinitions"]
+    assert {"AttributeName": "alert_at", "AttributeType": "N"} in table["AttributeDefinitions"]
+    assert table["GlobalSecondaryIndexes"] == [{
+        "IndexName": "alerts",
+        "KeySchema": [{"AttributeName": "alert", "KeyType": "HASH"},
+                      {"AttributeName": "alert_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }]
+
+
 def test_http_api_routes_post_webhooks_source_to_ingest(cfn):
     fn = cfn["Resources"]["IngestFunction"]["Properties"]
     env = fn["Environment"]["Variables"]
