@@ -9,6 +9,13 @@ Prices: us-east-1 public price list (on-demand), arm64 Lambda:
   Lambda duration arm64 $0.0000133334 per GB-second, billed per 1 ms
   SQS standard          $0.40 per million requests (64 KB chunks)  https://aws.amazon.com/sqs/pricing/
   DynamoDB on-demand    $0.625 per million write request units     https://aws.amazon.com/dynamodb/pricing/on-demand/
+  Firehose Direct PUT   $0.029 per GB (first 500 TB), each record rounded up to 5 KB  https://aws.amazon.com/firehose/pricing/
+  S3 Standard           $0.023 per GB-month; $0.005 per 1,000 PUTs  https://aws.amazon.com/s3/pricing/
+
+The archive's sizes are measured by shared/tests/archive_cost.rs (BENCHMARKS.md, section 10): a
+3,050-byte envelope line, 346 bytes GZIP; the worker packs a batch into one Firehose record; the
+stream flushes at most every 300 s (8,640 S3 PUTs in a 30-day month, priced here at a million
+events a month); objects are kept 30 days.
 
 Usage: cost.py INGEST_MS WORKER_BATCH_MS [BATCH_SIZE]   (billed durations, milliseconds)
 """
@@ -17,6 +24,9 @@ import math
 import sys
 
 HTTP_API, LAMBDA_REQ, GB_S, SQS_REQ, WRU = 1.00, 0.20, 0.0000133334, 0.40, 0.625
+FIREHOSE_GB, S3_PUT, S3_GB_MONTH = 0.029, 0.005 / 1000, 0.023
+ARCHIVE_LINE_BYTES, ARCHIVE_GZIP_BYTES, FIREHOSE_INCREMENT, GB = 3050, 346, 5 * 1024, 2**30
+ARCHIVE_OBJECTS_PER_MONTH, EVENTS_PER_MONTH, RETENTION_MONTHS = 8640, 1_000_000, 30 / 30.4375
 
 
 def model(ingest_ms: float, worker_batch_ms: float, batch: int = 10, memory_mb: int = 128, dup_rate: float = 0.0,
@@ -39,6 +49,13 @@ def model(ingest_ms: float, worker_batch_ms: float, batch: int = 10, memory_mb: 
     add("SQS SendMessage", 1, SQS_REQ, "ingest")
     add("SQS ReceiveMessage + DeleteMessageBatch", 2 / batch, SQS_REQ, f"event source mapping, per batch of {batch}")
     add("DynamoDB writes (WRU)", 2 * (1 - dup_rate) + dup_rate, WRU, "claim + completion, 1 WRU each (item <= 1 KB)")
+    billed = math.ceil(batch * ARCHIVE_LINE_BYTES / FIREHOSE_INCREMENT) * FIREHOSE_INCREMENT / batch
+    add("Archive: Firehose ingestion (GB)", billed / GB, FIREHOSE_GB * per_m,
+        f"{billed:.0f} billed bytes per event: a batch of {batch} packed in one record, 5 KB rounding")
+    add("Archive: S3 PUTs by Firehose", ARCHIVE_OBJECTS_PER_MONTH / EVENTS_PER_MONTH, S3_PUT * per_m,
+        "one object per 300 s flush, at a million events a month")
+    add("Archive: S3 storage (GB-month)", ARCHIVE_GZIP_BYTES / GB * RETENTION_MONTHS, S3_GB_MONTH * per_m,
+        f"{ARCHIVE_GZIP_BYTES} GZIP bytes per event kept 30 days")
     total = sum(l[2] for l in lines)
     return lines, total
 
