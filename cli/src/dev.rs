@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use doorbell::Sources;
-use doorbell::clock::{Clock, SystemClock};
 use doorbell::archive::Archive;
+use doorbell::clock::{Clock, SystemClock};
 use doorbell::ops::local::LocalParts;
 use doorbell::payload::{PayloadStore, S3PayloadStore};
 use doorbell::queue::{ClaimCheckQueue, EventQueue, MemoryQueueConfig, SqliteQueue, SqsQueue};

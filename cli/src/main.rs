@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use doorbell::Sources;
 use doorbell::clock::{Clock, SystemClock};
+use doorbell_cli::ops::{FilterArgs, MoveArgs, TargetArgs};
 
 /// Doorbell: receive webhooks on AWS, verified, queued, processed exactly once.
 #[derive(Debug, Parser)]
@@ -49,15 +50,129 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
-    /// Sample events.
+    /// Find events and see what happened to them (`ls`, `show`); sample Lambda events.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// The dead-letter queue: list, show, and redrive messages back to the events queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Send archived events through the worker again, with a replay id: by default those that
+    /// did not end processed by a handler (ignored, failed, conflicts), so a handler added
+    /// later catches up. Each replay runs once per replay id, even for a processed event.
+    Replay {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        moves: MoveArgs,
+        /// Replay processed events too.
+        #[arg(long)]
+        include_processed: bool,
+        /// The replay id (default: a new one). Reuse one to resume an interrupted replay
+        /// without running anything twice.
+        #[arg(long)]
+        replay_id: Option<String>,
+    },
+    /// Queue depth, in flight, dead-letter depth, oldest message, and events by source and
+    /// status over the last hour.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// How far back the counts go.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List the dead-letter queue's messages (peeked: they stay in the queue).
+    Ls {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead-letter message (by message id, event id or key): why it is there, its
+    /// headers and body.
+    Show {
+        /// Message id, event id or idempotency key.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print the exact body bytes only.
+        #[arg(long)]
+        raw: bool,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move matching messages back to the events queue: each is sent there, then deleted from
+    /// the dead-letter queue, so an interruption loses nothing. Events already processed are
+    /// skipped and reported.
+    Redrive {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        moves: MoveArgs,
+        /// Redrive every message (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+        /// How long messages being looked at stay hidden from other readers, seconds.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+        hold: u32,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum EventsCommand {
+    /// List events, newest first: failures and conflicts from the event store's index, the
+    /// rest from the archive (default: received in the last 24 hours).
+    Ls {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Rows per page.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after the previous page (the cursor it printed).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one event (by event id or idempotency key): status, attempts, times,
+    /// last error, where its message is, headers and body.
+    Show {
+        /// Event id or idempotency key (`source#event_id`).
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print the exact body bytes only.
+        #[arg(long)]
+        raw: bool,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the dev sources document (the local `stripe` and `github` sources, dev secrets
     /// inline), for `DOORBELL_SOURCES` when running the functions locally.
     DevSources,
@@ -108,6 +223,21 @@ fn read_json(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
+    match run().await {
+        // The reader went away (`doorbell events show … | head`): not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        other => other,
+    }
+}
+
+async fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // The demo and the one-shot commands print results; their logs are opt-in (RUST_LOG).
     // `demo --faults` injects failures on purpose: their error logs would only be noise.
@@ -123,7 +253,92 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         default_level,
     )
     .init();
+    let exit = |ok: bool| {
+        if ok {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    };
+    let out = &mut std::io::stdout().lock();
     match cli.command {
+        Command::Events {
+            command:
+                EventsCommand::Ls {
+                    target,
+                    filter,
+                    limit,
+                    cursor,
+                    json,
+                },
+        } => {
+            doorbell_cli::ops::events_ls(&target, &filter, limit, cursor.as_deref(), json, out)
+                .await?
+        }
+        Command::Events {
+            command:
+                EventsCommand::Show {
+                    id,
+                    target,
+                    raw,
+                    json,
+                },
+        } => doorbell_cli::ops::events_show(&target, &id, raw, json, out).await?,
+        Command::Dlq {
+            command:
+                DlqCommand::Ls {
+                    target,
+                    filter,
+                    max,
+                    json,
+                },
+        } => doorbell_cli::ops::dlq_ls(&target, &filter, max, json, out).await?,
+        Command::Dlq {
+            command:
+                DlqCommand::Show {
+                    id,
+                    target,
+                    raw,
+                    json,
+                },
+        } => doorbell_cli::ops::dlq_show(&target, &id, raw, json, out).await?,
+        Command::Dlq {
+            command:
+                DlqCommand::Redrive {
+                    target,
+                    filter,
+                    moves,
+                    all,
+                    hold,
+                },
+        } => {
+            let ok =
+                doorbell_cli::ops::dlq_redrive(&target, &filter, all, hold, &moves, out).await?;
+            return Ok(exit(ok));
+        }
+        Command::Replay {
+            target,
+            filter,
+            moves,
+            include_processed,
+            replay_id,
+        } => {
+            let ok = doorbell_cli::ops::replay(
+                &target,
+                &filter,
+                include_processed,
+                replay_id,
+                &moves,
+                out,
+            )
+            .await?;
+            return Ok(exit(ok));
+        }
+        Command::Status {
+            target,
+            window,
+            json,
+        } => doorbell_cli::ops::status(&target, &window, json, out).await?,
         Command::Demo { faults } => {
             let ok = if faults {
                 doorbell_cli::faults::run(&mut std::io::stdout()).await?

@@ -241,9 +241,12 @@ impl EventFilter {
             && (self.ids.is_empty() || self.ids.iter().any(|i| ids.contains(&i.as_str())))
     }
 
-    /// True when `status` is wanted.
+    /// True when `status` is wanted. A dead-lettered event is a failed one that ran out of
+    /// receives, so asking for `failed` includes them.
     pub fn wants(&self, status: EventStatus) -> bool {
-        self.statuses.is_empty() || self.statuses.contains(&status)
+        self.statuses.is_empty()
+            || self.statuses.contains(&status)
+            || (status == EventStatus::DeadLettered && self.statuses.contains(&EventStatus::Failed))
     }
 }
 
@@ -385,7 +388,8 @@ pub struct DeadLetter {
     pub message_id: String,
     /// When it was first sent, RFC 3339.
     pub sent_at: String,
-    /// Receives so far (in the events queue before the move, then peeks and redrives).
+    /// Receives so far: SQS counts those in the events queue before the move and every peek
+    /// since; the local queue starts again from 0 at the move.
     pub receive_count: u32,
     /// `rejected`, `conflict`, or `max-receives` (moved by the redrive policy).
     pub reason: String,
@@ -784,14 +788,16 @@ impl Ops {
         Ok(EventPage { rows, next_cursor })
     }
 
-    /// The keys `id` names: itself if it is a key (`source#…`), else the keys archived or
-    /// stored with that event id.
+    /// The keys `id` names: itself if it is a key (`source#…`), else the keys archived in the
+    /// last 24 hours or listed as failed or conflicting with that event id (older events: pass
+    /// the key).
     async fn resolve_keys(&self, id: &str) -> Result<Vec<String>, OpsError> {
         if id.contains('#') {
             return Ok(vec![id.to_owned()]);
         }
         let q = ArchiveQuery {
             event_id: Some(id.to_owned()),
+            since_ms: Some(self.clock.now_ms() - DEFAULT_LOOKBACK_MS),
             ..Default::default()
         };
         let mut keys: Vec<String> = self
@@ -832,10 +838,29 @@ impl Ops {
         let mut out = Vec::new();
         for key in keys {
             let record = self.store.get(&key).await?;
+            // The record bounds where its deliveries are: from an hour before the first
+            // receipt to an hour after its last write or conflict (the archive is read by
+            // time; without a record, the default lookback).
+            let hour = 3_600_000;
+            let (since_ms, until_ms) = match &record {
+                Some(r) => {
+                    let first = crate::envelope::parse_rfc3339_ms(&r.received_at).unwrap_or(0);
+                    let last = [r.updated_at_ms, r.last_conflict_at_ms, r.processed_at_ms]
+                        .into_iter()
+                        .flatten()
+                        .max()
+                        .unwrap_or(first)
+                        .max(first);
+                    (Some(first - hour), Some(last + hour))
+                }
+                None => (Some(self.clock.now_ms() - DEFAULT_LOOKBACK_MS), None),
+            };
             let deliveries = self
                 .archive
                 .list(&ArchiveQuery {
                     key: Some(key.clone()),
+                    since_ms,
+                    until_ms,
                     ..Default::default()
                 })
                 .await?;
@@ -867,9 +892,16 @@ impl Ops {
                     None => "queue",
                 }
             };
+            let mut view = record.as_ref().map(RecordView::from);
+            if let Some(v) = &mut view
+                && v.status == EventStatus::Failed
+                && !dead_letters.is_empty()
+            {
+                v.status = EventStatus::DeadLettered;
+            }
             out.push(EventDetail {
                 key,
-                record: record.as_ref().map(RecordView::from),
+                record: view,
                 location: location.to_owned(),
                 deliveries,
                 dead_letters,
@@ -877,7 +909,7 @@ impl Ops {
         }
         if out.is_empty() {
             return Err(OpsError::Invalid(format!(
-                "no event {id:?}: not in the event store, the archive or the dead-letter queue (pass an event id or an idempotency key such as stripe#evt_…)"
+                "no event {id:?}: not in the event store, the archive or the dead-letter queue (an event id is looked up among the last 24 hours' events and the failures; for older events pass its key, e.g. stripe#evt_…)"
             )));
         }
         Ok(out)
@@ -1317,4 +1349,124 @@ pub fn new_replay_id(now_ms: i64) -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i64(now_ms);
     format!("rpl-{now_ms}-{:08x}", h.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        assert_eq!(parse_time("2027-01-15T08:00:00Z", NOW).unwrap(), NOW);
+        assert_eq!(parse_time("1h", NOW).unwrap(), NOW - 3_600_000);
+        assert_eq!(parse_time(" 90s ", NOW).unwrap(), NOW - 90_000);
+        assert_eq!(parse_time("2d", NOW).unwrap(), NOW - 2 * 86_400_000);
+        for bad in ["yesterday", "", "-1h", "2027-13-01T00:00:00Z"] {
+            let e = parse_time(bad, NOW).unwrap_err().to_string();
+            assert!(e.contains("RFC 3339"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn statuses_parse_in_either_spelling_and_name_the_choices_otherwise() {
+        for s in EventStatus::ALL {
+            assert_eq!(EventStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert_eq!(
+            EventStatus::parse("Dead_Lettered").unwrap(),
+            EventStatus::DeadLettered
+        );
+        let e = EventStatus::parse("done").unwrap_err().to_string();
+        assert!(e.contains("processed, ignored, failed"), "{e}");
+    }
+
+    #[test]
+    fn filters_match_source_type_glob_window_and_ids() {
+        let f = EventFilter {
+            source: Some("shop".into()),
+            since_ms: Some(100),
+            until_ms: Some(200),
+            ..Default::default()
+        }
+        .with_type_glob("orders/*")
+        .unwrap();
+        assert!(f.matches_event("shop", "orders/create", ["1", "shop#1"], 100));
+        assert!(!f.matches_event("shop", "orders/create", ["1", "shop#1"], 200));
+        assert!(!f.matches_event("shop", "refunds/create", ["1", "shop#1"], 150));
+        assert!(!f.matches_event("pay", "orders/create", ["1", "pay#1"], 150));
+        let ids = EventFilter {
+            ids: vec!["shop#2".into()],
+            ..Default::default()
+        };
+        assert!(ids.matches_event("shop", "t", ["2", "shop#2"], 0));
+        assert!(!ids.matches_event("shop", "t", ["1", "shop#1"], 0));
+        assert!(EventFilter::default().with_type_glob("[a").is_err());
+    }
+
+    #[test]
+    fn asking_for_failed_includes_dead_lettered() {
+        let f = EventFilter {
+            statuses: vec![EventStatus::Failed],
+            ..Default::default()
+        };
+        assert!(f.wants(EventStatus::DeadLettered));
+        assert!(!f.wants(EventStatus::Processed));
+        let d = EventFilter {
+            statuses: vec![EventStatus::DeadLettered],
+            ..Default::default()
+        };
+        assert!(!d.wants(EventStatus::Failed));
+    }
+
+    #[test]
+    fn a_delivery_whose_body_or_type_differs_from_its_record_is_a_conflict() {
+        let src = crate::config::SourceConfig::new(
+            "pay",
+            crate::config::Provider::Stripe,
+            vec![crate::secret::Secret::new("s")],
+        );
+        let v = crate::verify::Verified {
+            event_id: "evt_1".into(),
+            event_type: "a".into(),
+            occurred_at_ms: None,
+            dedupe: crate::verify::Dedupe::EventId,
+            reply: None,
+            headers: vec![],
+        };
+        let e = Envelope::new(&src, v, b"{}", None, NOW);
+        let mut r = EventRecord {
+            key: e.idempotency_key.clone(),
+            source: "pay".into(),
+            provider: "stripe".into(),
+            event_id: "evt_1".into(),
+            event_type: "a".into(),
+            status: Status::Processed,
+            attempts: 1,
+            received_at: e.received_at.clone(),
+            processed_at_ms: Some(NOW),
+            lease_expires_at_ms: None,
+            updated_at_ms: Some(NOW),
+            expires_at_s: None,
+            body_sha256: e.body_sha256.clone(),
+            last_error: None,
+            outcome: Some("ignored".into()),
+            payload: None,
+            conflicts: 0,
+            last_conflict_at_ms: None,
+        };
+        assert_eq!(EventStatus::of_delivery(&e, None), EventStatus::Received);
+        assert_eq!(EventStatus::of_delivery(&e, Some(&r)), EventStatus::Ignored);
+        r.outcome = Some("handled".into());
+        assert_eq!(
+            EventStatus::of_delivery(&e, Some(&r)),
+            EventStatus::Processed
+        );
+        r.body_sha256 = "other".into();
+        assert_eq!(
+            EventStatus::of_delivery(&e, Some(&r)),
+            EventStatus::Conflict
+        );
+    }
 }
