@@ -402,7 +402,9 @@ fn write_detail(out: &mut impl Write, d: &EventDetail) -> anyhow::Result<()> {
             m.receive_count
         )?;
     }
-    if d.deliveries.is_empty() {
+    if let Some(e) = &d.archive_error {
+        writeln!(out, "  (archive not read: {})", clean(e))?;
+    } else if d.deliveries.is_empty() {
         writeln!(
             out,
             "  (no archived delivery: older than the archive's retention, or not yet archived)"

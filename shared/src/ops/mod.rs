@@ -439,6 +439,9 @@ pub struct EventDetail {
     pub location: String,
     /// Every distinct delivery archived under the key, newest first.
     pub deliveries: Vec<Envelope>,
+    /// Why the archive could not be read, when it could not (the rest is still shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_error: Option<String>,
     /// Its messages in the dead-letter queue.
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -800,13 +803,22 @@ impl Ops {
             since_ms: Some(self.clock.now_ms() - DEFAULT_LOOKBACK_MS),
             ..Default::default()
         };
+        // An unreadable archive still leaves the failures and the dead letters to search.
         let mut keys: Vec<String> = self
             .archive
             .list(&q)
-            .await?
+            .await
+            .unwrap_or_default()
             .into_iter()
             .map(|e| e.idempotency_key)
             .collect();
+        for d in self.dead_letters(MAX_DEAD_LETTERS).await? {
+            if let Some(e) = d.envelope
+                && e.event_id == id
+            {
+                keys.push(e.idempotency_key);
+            }
+        }
         for r in self
             .index
             .alerts(&AlertQuery {
@@ -855,7 +867,8 @@ impl Ops {
                 }
                 None => (Some(self.clock.now_ms() - DEFAULT_LOOKBACK_MS), None),
             };
-            let deliveries = self
+            // Without the archive the record and the dead letters still say most of it.
+            let (deliveries, archive_error) = match self
                 .archive
                 .list(&ArchiveQuery {
                     key: Some(key.clone()),
@@ -863,7 +876,11 @@ impl Ops {
                     until_ms,
                     ..Default::default()
                 })
-                .await?;
+                .await
+            {
+                Ok(d) => (d, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
             let dead_letters: Vec<DeadLetter> = dead
                 .iter()
                 .filter(|d| {
@@ -904,6 +921,7 @@ impl Ops {
                 record: view,
                 location: location.to_owned(),
                 deliveries,
+                archive_error,
                 dead_letters,
             });
         }
