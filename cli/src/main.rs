@@ -134,6 +134,10 @@ enum DlqCommand {
         /// Redrive every message (required when no filter is given).
         #[arg(long)]
         all: bool,
+        /// Delete the matching messages whose event is already processed (by a replay, or a
+        /// copy that got through) instead of skipping them; each is audited `deleted`.
+        #[arg(long)]
+        delete_processed: bool,
         /// How long messages being looked at stay hidden from other readers, seconds.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=43_200))]
         hold: u32,
@@ -309,11 +313,20 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
                     filter,
                     moves,
                     all,
+                    delete_processed,
                     hold,
                 },
         } => {
-            let ok =
-                doorbell_cli::ops::dlq_redrive(&target, &filter, all, hold, &moves, out).await?;
+            let ok = doorbell_cli::ops::dlq_redrive(
+                &target,
+                &filter,
+                all,
+                hold,
+                delete_processed,
+                &moves,
+                out,
+            )
+            .await?;
             return Ok(exit(ok));
         }
         Command::Replay {

@@ -172,9 +172,9 @@ pub struct MoveArgs {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(r) if r.is_finite() && (0.001..=100_000.0).contains(&r) => Ok(r),
         _ => Err(format!(
-            "{s:?} is not a rate: give messages per second, a number above 0 (e.g. 10 or 0.5)"
+            "{s:?} is not a rate: give messages per second, from 0.001 to 100000 (e.g. 10 or 0.5)"
         )),
     }
 }
@@ -282,8 +282,14 @@ pub async fn events_ls(
             &rows,
         )?;
     }
+    if page.truncated {
+        eprintln!(
+            "note: the window holds more than {} archived deliveries; the oldest were not read (narrow --since/--until)",
+            doorbell::ops::MAX_ARCHIVE_SCAN
+        );
+    }
     if let Some(c) = &page.next_cursor {
-        eprintln!("more: add --cursor '{c}' for the next page");
+        eprintln!("more: add --cursor {c} for the next page");
     }
     Ok(())
 }
@@ -431,7 +437,18 @@ pub async fn events_show(
     let ops = target.open(Arc::new(SystemClock)).await?;
     let details = ops.show(id).await?;
     if raw {
-        let Some(e) = details.iter().flat_map(|d| d.deliveries.first()).next() else {
+        // The delivery the event was processed from (the record's body), else the newest.
+        let Some(e) = details
+            .iter()
+            .flat_map(|d| {
+                let stored = d.record.as_ref().map(|r| r.body_sha256.as_str());
+                d.deliveries
+                    .iter()
+                    .find(|e| Some(e.body_sha256.as_str()) == stored)
+                    .or(d.deliveries.first())
+            })
+            .next()
+        else {
             bail!("{id}: no archived delivery to print");
         };
         if details.len() > 1 {
@@ -509,6 +526,9 @@ pub async fn dlq_ls(
             writeln!(out, "{}", serde_json::to_string(d)?)?;
         }
         return Ok(());
+    }
+    if list.len() >= max {
+        eprintln!("note: showing the first {max} matching messages (--max for more)");
     }
     if list.is_empty() {
         writeln!(out, "the dead-letter queue has no matching messages")?;
@@ -598,6 +618,7 @@ pub async fn dlq_show(
 struct CliAudit {
     file: Option<std::io::BufWriter<std::fs::File>>,
     bar: indicatif::ProgressBar,
+    done: Summary,
 }
 
 impl CliAudit {
@@ -626,7 +647,11 @@ impl CliAudit {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        Ok(Self { file, bar })
+        Ok(Self {
+            file,
+            bar,
+            done: Summary::new(),
+        })
     }
 }
 
@@ -639,6 +664,7 @@ impl AuditSink for CliAudit {
                 .map_err(|e| OpsError::Audit(e.to_string()))?;
         }
         self.bar.inc(1);
+        *self.done.entry(line.action).or_default() += 1;
         let what = line
             .key
             .as_deref()
@@ -661,19 +687,84 @@ impl AuditSink for CliAudit {
 }
 
 fn print_summary(out: &mut impl Write, summary: &Summary, dry_run: bool) -> anyhow::Result<()> {
-    if summary.is_empty() {
-        writeln!(out, "nothing matched")?;
-        return Ok(());
-    }
+    let notes = [
+        "held-elsewhere",
+        "stopped",
+        "conflicts-not-replayed",
+        "not-read (window over the scan limit)",
+    ];
     let rows: Vec<Vec<String>> = summary
         .iter()
+        .filter(|(k, _)| !notes.contains(k))
         .map(|(k, v)| vec![(*k).to_owned(), v.to_string()])
         .collect();
-    table(out, &["RESULT", "MESSAGES"], &rows)?;
+    if rows.is_empty() {
+        writeln!(out, "nothing matched")?;
+    } else {
+        table(out, &["RESULT", "MESSAGES"], &rows)?;
+    }
     if dry_run {
         writeln!(out, "dry run: nothing was changed")?;
     }
+    if summary.contains_key("stopped") {
+        writeln!(
+            out,
+            "stopped before the end: what was not moved is visible again; run the same command to go on"
+        )?;
+    }
+    if let Some(n) = summary.get("held-elsewhere") {
+        writeln!(
+            out,
+            "{n} dead-letter messages were held by another reader (a peek or another redrive) and not looked at: run again once they are visible"
+        )?;
+    }
+    if let Some(n) = summary.get("conflicts-not-replayed") {
+        writeln!(
+            out,
+            "{n} refused conflicting deliveries were not replayed: look at them with `doorbell events ls --status conflict`; `--status conflict` replays them"
+        )?;
+    }
+    if summary.contains_key("not-read (window over the scan limit)") {
+        writeln!(
+            out,
+            "the window holds more than {} archived deliveries; the oldest were not read (narrow --since/--until)",
+            doorbell::ops::MAX_ARCHIVE_SCAN
+        )?;
+    }
     Ok(())
+}
+
+/// A flag set on Ctrl-C (SIGINT) or SIGTERM, so a redrive or replay stops after the message
+/// at hand and releases what it holds.
+fn stop_on_signal() -> Arc<std::sync::atomic::AtomicBool> {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        f.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Says what was already done when a redrive or replay fails half way.
+fn report_partial(done: &Summary) {
+    if !done.is_empty() {
+        let parts: Vec<String> = done.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        eprintln!("before the error: {}", parts.join(", "));
+    }
 }
 
 /// `doorbell dlq redrive`. Returns false when a message failed to move.
@@ -685,6 +776,7 @@ pub async fn dlq_redrive(
     filter: &FilterArgs,
     all: bool,
     hold_s: u32,
+    delete_processed: bool,
     moves: &MoveArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
@@ -703,12 +795,16 @@ pub async fn dlq_redrive(
         rate_per_s: moves.rate,
         max: moves.max,
         hold_s,
+        delete_processed,
+        stop: Some(stop_on_signal()),
     };
     let summary = ops.redrive(&f, &opts, &mut audit).await;
     audit.bar.finish_and_clear();
-    let summary = summary?;
+    let summary = summary.inspect_err(|_| report_partial(&audit.done))?;
     print_summary(out, &summary, moves.dry_run)?;
-    Ok(!summary.contains_key("failed"))
+    Ok(!["failed", "stopped", "held-elsewhere"]
+        .iter()
+        .any(|k| summary.contains_key(k)))
 }
 
 /// `doorbell replay`. Returns false when an event failed to send.
@@ -732,16 +828,19 @@ pub async fn replay(
         dry_run: moves.dry_run,
         rate_per_s: moves.rate,
         max: moves.max,
+        stop: Some(stop_on_signal()),
         ..MoveOptions::default()
     };
     let summary = ops
         .replay(&f, include_processed, &replay_id, &opts, &mut audit)
         .await;
     audit.bar.finish_and_clear();
-    let summary = summary?;
+    let summary = summary.inspect_err(|_| report_partial(&audit.done))?;
     writeln!(out, "replay id {replay_id}")?;
     print_summary(out, &summary, moves.dry_run)?;
-    Ok(!summary.contains_key("failed"))
+    Ok(!["failed", "stopped"]
+        .iter()
+        .any(|k| summary.contains_key(k)))
 }
 
 fn write_status(out: &mut impl Write, r: &StatusReport) -> anyhow::Result<()> {

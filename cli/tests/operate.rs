@@ -370,10 +370,17 @@ async fn filters_pick_by_source_type_time_and_id_and_pages_follow_the_cursor() {
             seen.push(v["event_id"].as_str().unwrap().to_owned());
         }
         cursor = err
-            .split("--cursor '")
+            .split("--cursor ")
             .nth(1)
-            .and_then(|r| r.split('\'').next())
+            .and_then(|r| r.split_whitespace().next())
             .map(str::to_owned);
+        // Opaque and shell-safe: nothing from a delivery reaches the hint as text.
+        assert!(
+            cursor.as_deref().is_none_or(|c| c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
+            "{err}"
+        );
         if cursor.is_none() {
             break;
         }
@@ -398,6 +405,12 @@ async fn filters_pick_by_source_type_time_and_id_and_pages_follow_the_cursor() {
     }
     let (ok, _, err) = Local::doorbell_at(Path::new("/nonexistent/doorbell-dev.db"), &["status"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
+    // A file that is not dev's database is refused, and left as it was.
+    let other = local.db.with_file_name("other.db");
+    std::fs::write(&other, b"").unwrap();
+    let (ok, _, err) = Local::doorbell_at(&other, &["events", "ls"]);
+    assert!(!ok && err.contains("not a doorbell dev database"), "{err}");
+    assert_eq!(std::fs::metadata(&other).unwrap().len(), 0);
 }
 
 impl Local {
@@ -518,6 +531,26 @@ async fn dry_run_moves_nothing_and_processed_events_are_skipped_and_reported() {
         "{text}"
     );
 
+    // --status filters dead letters by their event's status; --id takes a message id too.
+    let processed = local.json_lines(&["dlq", "ls", "--status", "processed", "--json"]);
+    assert_eq!(processed.len(), 1);
+    assert_eq!(processed[0]["envelope"]["event_id"], "evt_1");
+    let failed = local.json_lines(&["dlq", "ls", "--status", "failed", "--json"]);
+    assert_eq!(failed.len(), 2);
+    let by_message = local.json_lines(&[
+        "dlq",
+        "ls",
+        "--id",
+        processed[0]["message_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(by_message.len(), 1);
+    let out = local.ok(&["dlq", "redrive", "--status", "processed", "--dry-run"]);
+    assert!(
+        out.contains("skipped") && !out.contains("would-move"),
+        "{out}"
+    );
+
     let out = local.ok(&["dlq", "redrive", "--all", "--max", "1"]);
     assert!(out.contains("moved"), "{out}");
     assert_eq!(local.json_lines(&["dlq", "ls", "--json"]).len(), 2);
@@ -525,6 +558,10 @@ async fn dry_run_moves_nothing_and_processed_events_are_skipped_and_reported() {
     let left = local.json_lines(&["dlq", "ls", "--json"]);
     assert_eq!(left.len(), 1, "the processed one stays, skipped");
     assert_eq!(left[0]["envelope"]["event_id"], "evt_1");
+    // ... until it is cleared.
+    let out = local.ok(&["dlq", "redrive", "--all", "--delete-processed"]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(local.json_lines(&["dlq", "ls", "--json"]).is_empty());
     local.drain().await;
     let mut ran: Vec<String> = fixed.runs().into_iter().map(|(id, _)| id).collect();
     ran.sort();
@@ -591,4 +628,50 @@ async fn an_interrupted_redrive_loses_nothing_and_runs_nothing_twice() {
     ran.sort();
     let want: Vec<String> = (0..N).map(|i| format!("evt_{i:02}")).collect();
     assert_eq!(ran, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_redrive_and_makes_what_it_held_visible_again() {
+    const N: usize = 12;
+    let broken = Arc::new(Recorder::default());
+    broken.failing.store(true, Ordering::SeqCst);
+    let local = Local::new("sigint", broken, &["invoice.paid"]);
+    for i in 0..N {
+        local.deliver(&format!("evt_{i:02}"), "invoice.paid").await;
+    }
+    local.drain().await;
+    let audit = local.db.with_file_name("audit.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_doorbell"))
+        .args(["dlq", "redrive", "--all", "--rate", "4", "--audit"])
+        .arg(&audit)
+        .arg("--db")
+        .arg(&local.db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&audit).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(Instant::now() < deadline, "redrive made no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "stopped is not a success");
+    assert!(stdout.contains("stopped before the end"), "{stdout}");
+    let moved = std::fs::read_to_string(&audit).unwrap().lines().count();
+    assert!(moved < N, "{moved}");
+    // Nothing is left hidden: the rest is visible in the dead-letter queue at once.
+    let status: serde_json::Value = serde_json::from_str(&local.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["dead_letter_queue"]["in_flight"], 0, "{status}");
+    assert_eq!(
+        status["dead_letter_queue"]["visible"],
+        (N - moved) as u64,
+        "{status}"
+    );
 }

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! `replay_id` is set only by `doorbell replay` (never by ingest): the worker runs a replay even
-//! when its key is `PROCESSED`, once per replay id (it claims `{idempotency_key}#replay:{replay_id}`),
+//! when its key is `PROCESSED`, once per replay id (it claims `@replay#{replay_id}#{idempotency_key}`),
 //! and handlers see it through [`crate::handler::Event::is_replay`].
 //!
 //! Exactly one of `body` / `body_base64` is present: `body` when the raw bytes are UTF-8 that
@@ -37,6 +37,9 @@ use sha2::{Digest, Sha256};
 use crate::clock::rfc3339_ms;
 use crate::config::SourceConfig;
 use crate::verify::{Dedupe, Verified};
+
+/// How the claim keys of replays begin ([`Envelope::claim_key`]).
+pub const REPLAY_KEY_PREFIX: &str = "@replay#";
 
 /// The envelope version this crate writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -143,11 +146,12 @@ impl Envelope {
     }
 
     /// The key the worker claims: the idempotency key, or for a replay
-    /// `{idempotency_key}#replay:{replay_id}`, so each replay runs once however often it is
-    /// delivered, even when the event itself is `PROCESSED`.
+    /// `@replay#{replay_id}#{idempotency_key}`, so each replay runs once however often it is
+    /// delivered, even when the event itself is `PROCESSED`. No event's key starts with `@`
+    /// (source names never do), and a replay id has no `#`, so the two never collide.
     pub fn claim_key(&self) -> String {
         match &self.replay_id {
-            Some(r) => format!("{}#replay:{}", self.idempotency_key, r),
+            Some(r) => format!("{REPLAY_KEY_PREFIX}{r}#{}", self.idempotency_key),
             None => self.idempotency_key.clone(),
         }
     }

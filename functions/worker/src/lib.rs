@@ -12,7 +12,7 @@
 //!    or whose stored payload is gone or altered, is reported as failed, so after
 //!    `maxReceiveCount` receives SQS moves it to the dead-letter queue; a payload store that
 //!    is unavailable is reported too (retried);
-//! 2. claim its idempotency key (for a replay, `{key}#replay:{replay_id}`, so a replay runs
+//! 2. claim its idempotency key (for a replay, `@replay#{replay_id}#{key}`, so a replay runs
 //!    even when the event is `PROCESSED`, once per replay id; once it ran, the event's own
 //!    record takes its outcome, [`doorbell::store::EventStore::record_replay`]) in the event store, with a lease that ends when this invocation
 //!    must end (the Lambda deadline), clamped to [`WorkerConfig::lease_floor_ms`] and

@@ -87,7 +87,7 @@ pub trait Archive: Send + Sync + fmt::Debug {
     async fn put(&self, envelopes: &[Envelope], now_ms: i64) -> Result<(), ArchiveError>;
 
     /// The archived deliveries matching `query`, newest `received_at` first, each distinct
-    /// delivery (idempotency key, event type and body digest) once.
+    /// delivery (idempotency key, event type, body digest and event id) once.
     ///
     /// # Errors
     /// [`ArchiveError::Unavailable`].
@@ -107,6 +107,7 @@ pub fn distinct_newest_first(mut envelopes: Vec<Envelope>) -> Vec<Envelope> {
             e.idempotency_key.clone(),
             e.event_type.clone(),
             e.body_sha256.clone(),
+            e.event_id.clone(),
         ))
     });
     envelopes

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS archive (
     received_at_ms  INTEGER NOT NULL,
     archived_at_ms  INTEGER NOT NULL,
     envelope        TEXT NOT NULL,
-    UNIQUE (idempotency_key, event_type, body_sha256)
+    UNIQUE (idempotency_key, event_type, body_sha256, event_id)
 );
 CREATE INDEX IF NOT EXISTS archive_received ON archive (received_at_ms);
 CREATE INDEX IF NOT EXISTS archive_event_id ON archive (event_id);

@@ -50,7 +50,7 @@ impl Counters for SqliteCounters {
                 let records = c
                     .prepare(
                         "SELECT source, status, outcome, conflicts FROM webhook_events
-                         WHERE received_at >= ?1 AND received_at < ?2 AND instr(pk, '#replay:') = 0",
+                         WHERE received_at >= ?1 AND received_at < ?2 AND substr(pk, 1, 1) <> '@'",
                     )?
                     .query_map([&since, &until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -153,6 +153,30 @@ pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Ops, OpsError> {
             "{} does not exist: pass the file `doorbell dev --db` writes (default doorbell-dev.db in the folder dev ran in)",
             path.display()
         )));
+    }
+    // A read must not turn someone else's file into a Doorbell database.
+    let is_doorbell =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.prepare(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhook_events'",
+                )?
+                .exists([])
+            });
+    match is_doorbell {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(OpsError::Invalid(format!(
+                "{} is not a doorbell dev database (no webhook_events table): pass the file `doorbell dev --db` writes",
+                path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(OpsError::Invalid(format!(
+                "{} cannot be read as a doorbell dev database: {e}",
+                path.display()
+            )));
+        }
     }
     let db = SqliteDb::open(path)?;
     let p = parts(&db, MemoryQueueConfig::default(), clock.clone())?;

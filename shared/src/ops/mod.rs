@@ -1,6 +1,6 @@
 //! The operations layer: find any event, see why it failed, redrive the dead-letter queue,
 //! replay archived events, and count what happened. `doorbell events`, `dlq`, `replay` and
-//! `status` (and the `dev` inspector) are thin views over [`Ops`]; none of them talks to SQS,
+//! `status` are thin views over [`Ops`]; none of them talks to SQS,
 //! DynamoDB or SQLite itself.
 //!
 //! [`Ops`] works over ports, each with a local (SQLite, [`local`]) and an AWS adapter ([`aws`]):
@@ -31,6 +31,7 @@
 //!
 //! Units: `*_ms` epoch **milliseconds**; hold times **seconds**; rates per **second**.
 
+#[cfg(feature = "ops-aws")]
 pub mod aws;
 pub mod local;
 
@@ -308,7 +309,9 @@ impl EventRow {
     }
 
     fn cursor(&self) -> String {
-        format!("{}:{}", self.received_ms, self.key)
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.received_ms, self.key))
     }
 
     fn before(&self, cursor: &(i64, String)) -> bool {
@@ -323,6 +326,9 @@ pub struct EventPage {
     pub rows: Vec<EventRow>,
     /// Pass as `cursor` for the next page; `None` on the last.
     pub next_cursor: Option<String>,
+    /// The archive held more deliveries in the window than one listing reads
+    /// ([`MAX_ARCHIVE_SCAN`]): the oldest were not looked at; narrow `--since`/`--until`.
+    pub truncated: bool,
 }
 
 /// What [`EventIndex::alerts`] lists.
@@ -410,7 +416,26 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// True when the filter selects this message: its statuses are the event's status (or
+    /// `dead-lettered`, which every message here is), and `--id` may also name the message id.
     fn matches(&self, filter: &EventFilter) -> bool {
+        let status_ok = filter.statuses.is_empty()
+            || filter.statuses.contains(&EventStatus::DeadLettered)
+            || self.status.is_some_and(|s| filter.wants(s));
+        if !status_ok {
+            return false;
+        }
+        let by_message_id = filter.ids.contains(&self.message_id);
+        let without_ids;
+        let filter = if by_message_id {
+            without_ids = EventFilter {
+                ids: Vec::new(),
+                ..filter.clone()
+            };
+            &without_ids
+        } else {
+            filter
+        };
         match &self.envelope {
             Some(e) => filter.matches_event(
                 &e.source,
@@ -573,6 +598,19 @@ pub struct MoveOptions {
     pub max: Option<u64>,
     /// How long taken dead-letter messages stay hidden while the redrive runs, **seconds**.
     pub hold_s: u32,
+    /// Redrive: delete dead letters whose event is already processed (audited `deleted`)
+    /// instead of skipping them.
+    pub delete_processed: bool,
+    /// Set to stop after the message at hand (Ctrl-C); what was taken is released.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl MoveOptions {
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl Default for MoveOptions {
@@ -582,6 +620,8 @@ impl Default for MoveOptions {
             rate_per_s: None,
             max: None,
             hold_s: 300,
+            delete_processed: false,
+            stop: None,
         }
     }
 }
@@ -635,13 +675,16 @@ pub struct Ops {
     pub clock: Arc<dyn Clock>,
 }
 
+/// A cursor is opaque (base64url of `{received ms}:{key}`): keys are delivery text, and a
+/// cursor is meant to be pasted into a shell.
 fn parse_cursor(c: &str) -> Result<(i64, String), OpsError> {
-    let bad = || {
-        OpsError::Invalid(format!(
-            "bad cursor {c:?}: pass the one the last page printed"
-        ))
-    };
-    let (ms, key) = c.split_once(':').ok_or_else(bad)?;
+    use base64::Engine;
+    let bad = || OpsError::Invalid("bad cursor: pass the one the last page printed".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (ms, key) = text.split_once(':').ok_or_else(bad)?;
     Ok((ms.parse().map_err(|_| bad())?, key.to_owned()))
 }
 
@@ -709,6 +752,7 @@ impl Ops {
             }
         }
         let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut truncated = false;
         if only_alerts {
             let q = AlertQuery {
                 failed: filter.wants(EventStatus::Failed)
@@ -739,6 +783,7 @@ impl Ops {
                 limit: MAX_ARCHIVE_SCAN,
             };
             let deliveries = self.archive.list(&q).await?;
+            truncated = deliveries.len() >= MAX_ARCHIVE_SCAN;
             let records = self
                 .records(deliveries.iter().map(|e| &e.idempotency_key))
                 .await?;
@@ -753,8 +798,9 @@ impl Ops {
             }
         }
         // Dead-lettered messages whose delivery the listing above did not show (archived
-        // outside the window, or a conflict whose record is processed).
-        if filter.wants(EventStatus::DeadLettered) {
+        // outside the window). A message whose event has since been processed (by a replay,
+        // or a copy that got through) shows the event's status: it no longer needs anyone.
+        if filter.wants(EventStatus::DeadLettered) || !filter.statuses.is_empty() {
             let keys = self
                 .records(
                     dead.iter()
@@ -765,11 +811,14 @@ impl Ops {
                 if let Some(e) = &d.envelope
                     && seen.insert((e.idempotency_key.clone(), e.body_sha256.clone()))
                 {
-                    rows.push(EventRow::from_delivery(
-                        e,
-                        keys.get(&e.idempotency_key),
-                        EventStatus::DeadLettered,
-                    ));
+                    let r = keys.get(&e.idempotency_key);
+                    let status = match EventStatus::of_delivery(e, r) {
+                        EventStatus::Failed | EventStatus::Received | EventStatus::InProgress => {
+                            EventStatus::DeadLettered
+                        }
+                        other => other,
+                    };
+                    rows.push(EventRow::from_delivery(e, r, status));
                 }
             }
         }
@@ -781,14 +830,18 @@ impl Ops {
                     [&r.event_id, &r.key],
                     r.received_ms,
                 )
-                && !r.key.contains("#replay:")
+                && !r.key.starts_with(crate::envelope::REPLAY_KEY_PREFIX)
                 && cursor.as_ref().is_none_or(|c| r.before(c))
         });
         rows.sort_by(|a, b| (b.received_ms, &b.key).cmp(&(a.received_ms, &a.key)));
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next_cursor = more.then(|| rows.last().map(EventRow::cursor)).flatten();
-        Ok(EventPage { rows, next_cursor })
+        Ok(EventPage {
+            rows,
+            next_cursor,
+            truncated,
+        })
     }
 
     /// The keys `id` names: itself if it is a key (`source#…`), else the keys archived in the
@@ -1001,15 +1054,25 @@ impl Ops {
     /// # Errors
     /// Any port's error (messages already taken are released first where possible).
     pub async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, OpsError> {
-        let taken = self.take_all(max, 60).await?;
-        let handles: Vec<String> = taken.iter().map(|m| m.receipt_handle.clone()).collect();
+        // A queue that can be read without receiving (the local one) is: readers then never
+        // hide messages from each other or from a redrive.
+        let (taken, handles) = match self.dlq.peek(max).await? {
+            Some(all) => (all, Vec::new()),
+            None => {
+                let taken = self.take_all(max, 60).await?;
+                let handles: Vec<String> = taken.iter().map(|m| m.receipt_handle.clone()).collect();
+                (taken, handles)
+            }
+        };
         let mut out = Vec::with_capacity(taken.len());
         for m in taken {
             let env = self.read_envelope(&m.body).await;
             out.push(self.dead_letter(m, env));
         }
-        let refs: Vec<&str> = handles.iter().map(String::as_str).collect();
-        self.dlq.release(&refs).await?;
+        if !handles.is_empty() {
+            let refs: Vec<&str> = handles.iter().map(String::as_str).collect();
+            self.dlq.release(&refs).await?;
+        }
         let records = self
             .records(
                 out.iter()
@@ -1025,7 +1088,8 @@ impl Ops {
         Ok(out)
     }
 
-    /// `doorbell dlq ls` with a filter (statuses ignored: everything there is dead-lettered).
+    /// `doorbell dlq ls` with a filter: statuses are the events' (`dead-lettered` selects
+    /// all), `--id` may be a message id.
     ///
     /// # Errors
     /// As [`Ops::dead_letters`].
@@ -1045,7 +1109,8 @@ impl Ops {
 
     async fn pace(&self, opts: &MoveOptions, started: std::time::Instant, sent: u64) {
         if let Some(rate) = opts.rate_per_s.filter(|r| *r > 0.0) {
-            let due = std::time::Duration::from_secs_f64(sent as f64 / rate);
+            let due = std::time::Duration::try_from_secs_f64(sent as f64 / rate)
+                .unwrap_or(std::time::Duration::MAX);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
@@ -1066,17 +1131,25 @@ impl Ops {
         audit: &mut dyn AuditSink,
     ) -> Result<Summary, OpsError> {
         let mut summary = Summary::new();
-        let mut keep: Vec<String> = Vec::new();
+        let mut taken: Vec<String> = Vec::new();
         let result = self
-            .redrive_inner(filter, opts, audit, &mut summary, &mut keep)
+            .redrive_inner(filter, opts, audit, &mut summary, &mut taken)
             .await;
-        if !keep.is_empty() {
-            let refs: Vec<&str> = keep.iter().map(String::as_str).collect();
+        // Everything taken and not deleted is made visible again, whatever happened (a
+        // released handle of a deleted message holds nothing and is ignored).
+        if !taken.is_empty() {
+            let refs: Vec<&str> = taken.iter().map(String::as_str).collect();
             let released = self.dlq.release(&refs).await;
             result?;
             released?;
         } else {
             result?;
+        }
+        // Messages another reader holds (a peek, another redrive) were not looked at.
+        if let Ok(s) = self.dlq.stats().await
+            && s.in_flight > 0
+        {
+            summary.insert("held-elsewhere", s.in_flight);
         }
         Ok(summary)
     }
@@ -1087,55 +1160,79 @@ impl Ops {
         opts: &MoveOptions,
         audit: &mut dyn AuditSink,
         summary: &mut Summary,
-        keep: &mut Vec<String>,
+        taken: &mut Vec<String>,
     ) -> Result<(), OpsError> {
         let started = std::time::Instant::now();
         let mut seen = HashSet::new();
         let mut moved = 0u64;
-        loop {
+        while !opts.stopped() {
             let batch = self.dlq.take(10, opts.hold_s).await?;
             if batch.is_empty() {
                 break;
             }
+            taken.extend(batch.iter().map(|m| m.receipt_handle.clone()));
             let mut new = 0;
             for m in batch {
+                if opts.stopped() {
+                    break;
+                }
                 if !seen.insert(m.message_id.clone()) {
-                    keep.push(m.receipt_handle);
                     continue;
                 }
                 new += 1;
                 let env = self.read_envelope(&m.body).await;
-                let d = self.dead_letter(m, env);
+                let mut d = self.dead_letter(m, env);
+                let record = match &d.envelope {
+                    Some(e) => self.store.get(&e.idempotency_key).await?,
+                    None => None,
+                };
+                if let Some(e) = &d.envelope {
+                    d.status = Some(EventStatus::of_delivery(e, record.as_ref()));
+                }
                 if !d.matches(filter) || opts.max.is_some_and(|n| moved >= n) {
-                    keep.push(d.message.receipt_handle);
                     continue;
                 }
                 let mut line = self.audit("skipped");
                 line.message_id = Some(d.message_id.clone());
+                let mut processed = false;
                 if let Some(e) = &d.envelope {
                     line.key = Some(e.idempotency_key.clone());
                     line.source = Some(e.source.clone());
                     line.event_type = Some(e.event_type.clone());
                     line.event_id = Some(e.event_id.clone());
-                    let record = self.store.get(&e.idempotency_key).await?;
-                    let status = EventStatus::of_delivery(e, record.as_ref());
-                    if matches!(status, EventStatus::Processed | EventStatus::Ignored) {
-                        line.reason = Some(format!(
-                            "already {status}: the handler would not run again (use `doorbell replay` to run it)"
-                        ));
-                    } else if status == EventStatus::Conflict {
-                        line.reason = Some("conflict: its key holds another body or type; a redrive would conflict again (use `doorbell replay` to run it)".into());
+                    match d.status {
+                        Some(status @ (EventStatus::Processed | EventStatus::Ignored)) => {
+                            processed = true;
+                            line.reason = Some(format!(
+                                "already {status}: the handler would not run again (use `doorbell replay` to run it, --delete-processed to clear it)"
+                            ));
+                        }
+                        Some(EventStatus::Conflict) => {
+                            line.reason = Some("conflict: its key holds another body or type; a redrive would conflict again (look at it with `doorbell events show`; `doorbell replay --status conflict` runs it)".into());
+                        }
+                        _ => {}
                     }
                 }
+                if processed && opts.delete_processed {
+                    line.action = if opts.dry_run {
+                        "would-delete"
+                    } else {
+                        "deleted"
+                    };
+                    if !opts.dry_run {
+                        self.dlq.delete(&d.message.receipt_handle).await?;
+                    }
+                    *summary.entry(line.action).or_default() += 1;
+                    audit.record(&line)?;
+                    continue;
+                }
                 if line.reason.is_some() {
-                    keep.push(d.message.receipt_handle.clone());
                     *summary.entry("skipped").or_default() += 1;
                     audit.record(&line)?;
                     continue;
                 }
                 if opts.dry_run {
                     line.action = "would-move";
-                    keep.push(d.message.receipt_handle.clone());
                     *summary.entry("would-move").or_default() += 1;
                     audit.record(&line)?;
                     moved += 1;
@@ -1148,16 +1245,10 @@ impl Ops {
                         .message
                         .attributes
                         .iter()
-                        .filter(|(k, _)| k == "source" || k == "event_type")
-                        .map(|(k, v)| {
-                            (
-                                if k == "source" {
-                                    "source"
-                                } else {
-                                    "event_type"
-                                },
-                                v.clone(),
-                            )
+                        .filter_map(|(k, v)| match k.as_str() {
+                            "source" => Some(("source", v.clone())),
+                            "event_type" => Some(("event_type", v.clone())),
+                            _ => None,
                         })
                         .collect(),
                     group_id: d.message.group_id.clone(),
@@ -1169,7 +1260,6 @@ impl Ops {
                 if let Err(e) = self.queue.send(message).await {
                     line.action = "failed";
                     line.reason = Some(format!("not sent, left in the dead-letter queue: {e}"));
-                    keep.push(d.message.receipt_handle.clone());
                     *summary.entry("failed").or_default() += 1;
                     audit.record(&line)?;
                     continue;
@@ -1189,13 +1279,19 @@ impl Ops {
                 break;
             }
         }
+        if opts.stopped() {
+            summary.insert("stopped", 1);
+        }
         Ok(())
     }
 
     /// `doorbell replay`: sends the archived deliveries matching `filter` back to the events
     /// queue with `replay_id`. Without statuses in the filter it replays what did not end
-    /// processed by a handler (`ignored`, `failed`, `conflict`, `dead-lettered`), or also
-    /// `processed` when `include_processed`. Events in progress are skipped. Oldest first.
+    /// processed by a handler (`ignored`, `failed`, `dead-lettered`), or also `processed` when
+    /// `include_processed`; refused conflicting deliveries only when `conflict` is asked for
+    /// (counted as `conflicts-not-replayed` otherwise). Each event's status is read again
+    /// right before it is sent, so one processed meanwhile is skipped. Events in progress are
+    /// skipped. Oldest first.
     ///
     /// # Errors
     /// Any port's error, or the audit sink's; events replayed before it stay replayed.
@@ -1227,6 +1323,7 @@ impl Ops {
             limit: MAX_ARCHIVE_SCAN,
         };
         let mut deliveries = self.archive.list(&q).await?;
+        let truncated = deliveries.len() >= MAX_ARCHIVE_SCAN;
         deliveries.reverse();
         let records = self
             .records(deliveries.iter().map(|e| &e.idempotency_key))
@@ -1241,29 +1338,43 @@ impl Ops {
             } else {
                 HashSet::new()
             };
+        // Conflicts are replayed only when asked for by name: their body or type was refused
+        // under a key already taken, and for providers that sign only the body the type came
+        // from an unsigned header, so running them is a decision, not a default.
         let default_statuses = [
             EventStatus::Ignored,
             EventStatus::Failed,
-            EventStatus::Conflict,
             EventStatus::DeadLettered,
         ];
-        let mut summary = Summary::new();
-        let started = std::time::Instant::now();
-        let mut sent = 0u64;
-        for e in deliveries {
-            let mut status = EventStatus::of_delivery(&e, records.get(&e.idempotency_key));
-            if status == EventStatus::Failed && dead.contains(&e.idempotency_key) {
-                status = EventStatus::DeadLettered;
-            }
-            let wanted = if filter.statuses.is_empty() {
+        let wanted = |status: EventStatus| {
+            if filter.statuses.is_empty() {
                 default_statuses.contains(&status)
                     || (include_processed && status == EventStatus::Processed)
             } else {
                 filter.statuses.contains(&status)
                     || (status == EventStatus::DeadLettered
                         && filter.statuses.contains(&EventStatus::Failed))
-            };
-            if !wanted
+            }
+        };
+        let mut summary = Summary::new();
+        if truncated {
+            summary.insert("not-read (window over the scan limit)", 1);
+        }
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        for e in deliveries {
+            if opts.stopped() {
+                summary.insert("stopped", 1);
+                break;
+            }
+            let mut status = EventStatus::of_delivery(&e, records.get(&e.idempotency_key));
+            if status == EventStatus::Failed && dead.contains(&e.idempotency_key) {
+                status = EventStatus::DeadLettered;
+            }
+            if filter.statuses.is_empty() && status == EventStatus::Conflict {
+                *summary.entry("conflicts-not-replayed").or_default() += 1;
+            }
+            if !wanted(status)
                 || !filter.matches_event(
                     &e.source,
                     &e.event_type,
@@ -1297,6 +1408,25 @@ impl Ops {
                 continue;
             }
             self.pace(opts, started, sent).await;
+            // Its status may have changed since the listing (a retry processed it while this
+            // replay was pacing): look again right before sending.
+            let fresh = self.store.get(&e.idempotency_key).await?;
+            let now_status = EventStatus::of_delivery(&e, fresh.as_ref());
+            let now_status =
+                if now_status == EventStatus::Failed && status == EventStatus::DeadLettered {
+                    status
+                } else {
+                    now_status
+                };
+            if now_status != status
+                && (!wanted(now_status) || now_status == EventStatus::InProgress)
+            {
+                line.action = "skipped";
+                line.reason = Some(format!("{now_status} since the listing"));
+                *summary.entry("skipped").or_default() += 1;
+                audit.record(&line)?;
+                continue;
+            }
             let mut replay = e.clone();
             replay.replay_id = Some(replay_id.to_owned());
             let message = OutgoingMessage {

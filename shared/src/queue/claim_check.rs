@@ -237,6 +237,10 @@ impl EventQueue for ClaimCheckQueue {
         self.inner.release(receipt_handles).await
     }
 
+    async fn peek(&self, max: usize) -> Result<Option<Vec<ReceivedMessage>>, QueueError> {
+        self.inner.peek(max).await
+    }
+
     async fn stats(&self) -> Result<super::QueueStats, QueueError> {
         self.inner.stats().await
     }

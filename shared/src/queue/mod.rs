@@ -209,6 +209,18 @@ pub trait EventQueue: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// Reads up to `max` messages, oldest first, visible or not, without receiving them (no
+    /// receive count, no visibility change), where the queue can: `Ok(None)` where it cannot
+    /// (SQS, whose only read is a receive: use [`EventQueue::take`] and
+    /// [`EventQueue::release`]).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    async fn peek(&self, max: usize) -> Result<Option<Vec<ReceivedMessage>>, QueueError> {
+        let _ = max;
+        Ok(None)
+    }
+
     /// Makes taken messages visible again at once (SQS `ChangeMessageVisibilityBatch` with
     /// timeout 0). A handle that no longer holds its message is ignored.
     ///

@@ -266,6 +266,34 @@ impl EventQueue for SqliteQueue {
         .await
     }
 
+    async fn peek(&self, max: usize) -> Result<Option<Vec<ReceivedMessage>>, QueueError> {
+        let name = self.name.clone();
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.call("peek", move |c| {
+            c.prepare_cached(
+                "SELECT seq, body, attributes, group_id, sent_ms, receive_count
+                 FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![&*name, max], |r| {
+                let (seq, attributes, count): (i64, String, u32) =
+                    (r.get(0)?, r.get(2)?, r.get(5)?);
+                Ok(ReceivedMessage {
+                    message_id: message_id(seq),
+                    // A handle of no receive: it deletes and releases nothing.
+                    receipt_handle: String::new(),
+                    body: r.get(1)?,
+                    receive_count: count,
+                    sent_timestamp_ms: r.get(4)?,
+                    group_id: r.get(3)?,
+                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map(Some)
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<super::QueueStats, QueueError> {
         let name = self.name.clone();
         let now = self.clock.now_ms();

@@ -518,7 +518,7 @@ impl EventStore for DynamoDbEventStore {
             .key("pk", s(key))
             .update_expression(
                 "SET #st = :processed, outcome = :outcome, processed_at = :now, updated_at = :now, \
-                 conflicts = :zero REMOVE lease_expires_at, alert, alert_at",
+                 REMOVE lease_expires_at, alert, alert_at",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (#st <> :in_progress OR attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)",
@@ -528,7 +528,6 @@ impl EventStore for DynamoDbEventStore {
             .expression_attribute_values(":in_progress", s(Status::InProgress.as_str()))
             .expression_attribute_values(":outcome", s(outcome))
             .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":zero", n(0))
             .send()
             .await
             .map(|_| true)

@@ -306,7 +306,7 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Unavailable`].
     async fn record_conflict(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 
-    /// Records that a replay of `key` (its claim `{key}#replay:{id}` done) ran with `outcome`
+    /// Records that a replay of `key` (its claim `@replay#{id}#{key}` done) ran with `outcome`
     /// at `now_ms`: the event's own record becomes `PROCESSED` with that outcome and stops
     /// needing attention (no longer listed as failed or as a conflict), unless a live claim
     /// holds it. Returns `false` when there was no record to update (expired, or held).

@@ -379,7 +379,7 @@ impl EventStore for SqliteEventStore {
         self.call("record_replay", move |conn| {
             conn.execute(
                 "UPDATE webhook_events SET status = 'PROCESSED', outcome = ?2, processed_at = ?3,
-                     updated_at = ?3, lease_expires_at = NULL, conflicts = 0
+                     updated_at = ?3, lease_expires_at = NULL
                  WHERE pk = ?1 AND (status <> 'IN_PROGRESS' OR COALESCE(lease_expires_at, 0) < ?3)",
                 params![key, outcome, now_ms],
             )
