@@ -61,8 +61,9 @@ enum Command {
         command: DlqCommand,
     },
     /// Send archived events through the worker again, with a replay id: by default those that
-    /// did not end processed by a handler (ignored, failed, conflicts), so a handler added
-    /// later catches up. Each replay runs once per replay id, even for a processed event.
+    /// did not end processed by a handler (ignored, failed, dead-lettered), so a handler added
+    /// later catches up; refused conflicts only with `--status conflict`. Each replay runs
+    /// once per replay id, even for a processed event.
     Replay {
         #[command(flatten)]
         target: TargetArgs,

@@ -165,7 +165,8 @@ pub struct MoveArgs {
     /// At most this many messages in all.
     #[arg(long)]
     pub max: Option<u64>,
-    /// Append one JSON line per message moved, skipped or failed to this file.
+    /// Append one JSON line per message or event acted on (moved, replayed, skipped, deleted,
+    /// failed) to this file.
     #[arg(long)]
     pub audit: Option<PathBuf>,
 }
