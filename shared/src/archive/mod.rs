@@ -63,6 +63,9 @@ pub struct ArchiveQuery {
     pub event_id: Option<String>,
     /// At most this many deliveries, newest first (0: no limit).
     pub limit: usize,
+    /// Leave the bodies out (`body` and `body_base64` are `None`): for listings, whose memory
+    /// then does not grow with the bodies' size.
+    pub without_bodies: bool,
 }
 
 impl ArchiveQuery {

@@ -96,7 +96,13 @@ pub fn parse_object(bytes: &[u8], query: &ArchiveQuery) -> Result<(Vec<Envelope>
             .ok()
             .and_then(|t| Envelope::parse(t).ok())
         {
-            Some(e) if query.matches(&e) => found.push(e),
+            Some(mut e) if query.matches(&e) => {
+                if query.without_bodies {
+                    e.body = None;
+                    e.body_base64 = None;
+                }
+                found.push(e)
+            }
             Some(_) => {}
             None => bad += 1,
         }

@@ -105,7 +105,8 @@ impl Archive for SqliteArchive {
             .db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT envelope FROM archive \
+                    "SELECT CASE WHEN ?7 THEN json_remove(envelope, '$.body', '$.body_base64') \
+                            ELSE envelope END FROM archive \
                      WHERE received_at_ms >= ?1 AND received_at_ms < ?2 \
                        AND (?3 IS NULL OR source = ?3) \
                        AND (?4 IS NULL OR idempotency_key = ?4) \
@@ -120,7 +121,8 @@ impl Archive for SqliteArchive {
                         q.source,
                         q.key,
                         q.event_id,
-                        limit
+                        limit,
+                        q.without_bodies
                     ],
                     |r| r.get(0),
                 )?
@@ -180,6 +182,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(a.list(&q).await.unwrap(), vec![e2.clone()]);
+        let q = ArchiveQuery {
+            without_bodies: true,
+            ..Default::default()
+        };
+        let bare = a.list(&q).await.unwrap();
+        assert_eq!(bare.len(), 3);
+        assert!(bare.iter().all(|e| e.body.is_none() && e.body_base64.is_none()));
+        assert_eq!(bare[0].body_sha256, e1b.body_sha256);
         assert_eq!(a.expire(15_000).await.unwrap(), 2);
         assert_eq!(a.list(&ArchiveQuery::default()).await.unwrap(), vec![e1b]);
     }

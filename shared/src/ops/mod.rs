@@ -781,6 +781,7 @@ impl Ops {
                 key: None,
                 event_id: None,
                 limit: MAX_ARCHIVE_SCAN,
+                without_bodies: true,
             };
             let deliveries = self.archive.list(&q).await?;
             truncated = deliveries.len() >= MAX_ARCHIVE_SCAN;
@@ -854,6 +855,7 @@ impl Ops {
         let q = ArchiveQuery {
             event_id: Some(id.to_owned()),
             since_ms: Some(self.clock.now_ms() - DEFAULT_LOOKBACK_MS),
+            without_bodies: true,
             ..Default::default()
         };
         // An unreadable archive still leaves the failures and the dead letters to search.
@@ -1321,6 +1323,7 @@ impl Ops {
             key: None,
             event_id: None,
             limit: MAX_ARCHIVE_SCAN,
+            without_bodies: opts.dry_run,
         };
         let mut deliveries = self.archive.list(&q).await?;
         let truncated = deliveries.len() >= MAX_ARCHIVE_SCAN;
