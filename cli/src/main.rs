@@ -101,8 +101,8 @@ enum DlqCommand {
         target: TargetArgs,
         #[command(flatten)]
         filter: FilterArgs,
-        /// At most this many.
-        #[arg(long, default_value_t = 1000)]
+        /// At most this many (1–10000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         max: usize,
         /// One JSON object a line.
         #[arg(long)]
@@ -154,8 +154,8 @@ enum EventsCommand {
         target: TargetArgs,
         #[command(flatten)]
         filter: FilterArgs,
-        /// Rows per page.
-        #[arg(long, default_value_t = 50)]
+        /// Rows per page (1–100000).
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
         limit: usize,
         /// Continue after the previous page (the cursor it printed).
         #[arg(long)]

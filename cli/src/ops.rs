@@ -162,8 +162,8 @@ pub struct MoveArgs {
     /// At most this many messages a second.
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// At most this many messages in all.
-    #[arg(long)]
+    /// At most this many messages in all (1 or more).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max: Option<u64>,
     /// Append one JSON line per message or event acted on (moved, replayed, skipped, deleted,
     /// failed) to this file.
