@@ -86,6 +86,10 @@ pub struct DevArgs {
     /// `doorbell replay`); older ones are deleted when dev starts.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub archive_retention_days: u32,
+    /// Log one JSON object a line on stdout (each delivery received or rejected, each
+    /// record's outcome), for piping to `jq` or a log shipper, instead of text on stderr.
+    #[arg(long)]
+    pub json: bool,
     /// Use this SQS queue instead of the local one in `--db`.
     #[arg(long, env = "DOORBELL_QUEUE_URL", requires = "table")]
     pub queue_url: Option<String>,
@@ -232,6 +236,45 @@ async fn stop_signal() {
     }
 }
 
+/// The start-up banner: where to send deliveries, where everything is kept, each source with
+/// its provider and the event types it has handlers for, and the commands to look around.
+pub fn banner(
+    args: &DevArgs,
+    sources: &[(String, String)],
+    handlers: &doorbell::handler::HandlerRegistry,
+) -> String {
+    let db = args.db.display().to_string();
+    let mut out = String::from("\ndoorbell dev\n");
+    out.push_str(&format!(
+        "  webhooks  POST http://{}/webhooks/{{source}}\n",
+        args.listen
+    ));
+    if args.queue_url.is_some() {
+        out.push_str("  queue     SQS and DynamoDB (--queue-url, --table)\n");
+    } else {
+        out.push_str(&format!(
+            "  database  {db} (queue, dead-letter queue, event store, archive)\n"
+        ));
+    }
+    for (i, (name, provider)) in sources.iter().enumerate() {
+        let types = handlers.event_types(name);
+        let handled = if types.is_empty() {
+            "no handlers: its events end ignored".to_owned()
+        } else {
+            format!("handlers for {}", types.join(", "))
+        };
+        let label = if i == 0 { "sources" } else { "" };
+        out.push_str(&format!("  {label:<8}  {name} ({provider}): {handled}\n"));
+    }
+    if args.queue_url.is_none() {
+        out.push_str(&format!(
+            "  look      doorbell events ls --db {db} · doorbell dlq ls --db {db} · doorbell status --db {db}\n"
+        ));
+    }
+    out.push('\n');
+    out
+}
+
 /// Runs until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -255,6 +298,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let names: Vec<String> = sources
         .iter()
         .map(|s| format!("{} ({})", s.name, s.provider))
+        .collect();
+    let sources_list: Vec<(String, String)> = sources
+        .iter()
+        .map(|s| (s.name.clone(), s.provider.to_string()))
         .collect();
     // A batch's leases end with its visibility timeout, never after it, so a redelivery after
     // a crash takes the claim over as soon as the message is visible again.
@@ -291,6 +338,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, sources = ?names, db = %args.db.display(), "doorbell dev: POST http://{}/webhooks/{{source}}", args.listen);
+    if !args.json {
+        eprint!(
+            "{}",
+            banner(&args, &sources_list, pipeline.worker.handlers())
+        );
+    }
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let poller = pipeline.clone();

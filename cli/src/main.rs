@@ -252,12 +252,16 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         _ => "error",
     };
     // Every field and message is escaped: a source name from the URL cannot forge a line.
-    doorbell::logging::text_subscriber(
-        std::io::stderr,
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        default_level,
-    )
-    .init();
+    if matches!(&cli.command, Command::Dev(args) if args.json) {
+        doorbell::logging::init_json();
+    } else {
+        doorbell::logging::text_subscriber(
+            std::io::stderr,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            default_level,
+        )
+        .init();
+    }
     let exit = |ok: bool| {
         if ok {
             std::process::ExitCode::SUCCESS
@@ -265,7 +269,8 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             std::process::ExitCode::FAILURE
         }
     };
-    let out = &mut std::io::stdout().lock();
+    // Not locked for the whole run: `dev --json` logs to stdout from other threads.
+    let out = &mut std::io::stdout();
     match cli.command {
         Command::Events {
             command:

@@ -113,6 +113,18 @@ impl HandlerRegistry {
             .get(&(source.to_owned(), event_type.to_owned()))
     }
 
+    /// The event types `source` has a handler for, sorted.
+    pub fn event_types(&self, source: &str) -> Vec<&str> {
+        let mut types: Vec<&str> = self
+            .handlers
+            .keys()
+            .filter(|(s, _)| s == source)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        types.sort_unstable();
+        types
+    }
+
     /// How many handlers are registered.
     pub fn len(&self) -> usize {
         self.handlers.len()

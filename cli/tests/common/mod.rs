@@ -25,6 +25,11 @@ impl Dev {
     /// Starts `doorbell dev --db db` with `extra` arguments on a free port (logs at `warn`
     /// appended to `log`, or dropped), and waits until it accepts connections.
     pub fn start(db: &Path, log: Option<&Path>, extra: &[&str]) -> Dev {
+        Self::start_logging(db, log, extra, "warn")
+    }
+
+    /// [`Dev::start`] with `RUST_LOG` set to `level`.
+    pub fn start_logging(db: &Path, log: Option<&Path>, extra: &[&str], level: &str) -> Dev {
         let port = free_port();
         let (stdout, stderr) = match log {
             Some(path) => {
@@ -41,7 +46,7 @@ impl Dev {
             .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--db"])
             .arg(db)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

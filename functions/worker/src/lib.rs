@@ -330,6 +330,11 @@ impl Worker {
         self
     }
 
+    /// The handlers it runs.
+    pub fn handlers(&self) -> &HandlerRegistry {
+        &self.handlers
+    }
+
     /// Reads claim-checked envelopes from `store`.
     #[must_use]
     pub fn with_payload_store(mut self, store: Arc<dyn PayloadStore>) -> Self {
