@@ -188,7 +188,10 @@ mod tests {
         };
         let bare = a.list(&q).await.unwrap();
         assert_eq!(bare.len(), 3);
-        assert!(bare.iter().all(|e| e.body.is_none() && e.body_base64.is_none()));
+        assert!(
+            bare.iter()
+                .all(|e| e.body.is_none() && e.body_base64.is_none())
+        );
         assert_eq!(bare[0].body_sha256, e1b.body_sha256);
         assert_eq!(a.expire(15_000).await.unwrap(), 2);
         assert_eq!(a.list(&ArchiveQuery::default()).await.unwrap(), vec![e1b]);
