@@ -72,12 +72,7 @@ impl Counters for SqliteCounters {
             let Some(status) = Status::parse(&status) else {
                 continue;
             };
-            let st = match status {
-                Status::Processed if outcome.as_deref() == Some("ignored") => EventStatus::Ignored,
-                Status::Processed => EventStatus::Processed,
-                Status::Failed => EventStatus::Failed,
-                Status::InProgress => EventStatus::InProgress,
-            };
+            let st = EventStatus::of_state(status, outcome.as_deref());
             let per = out.entry(source).or_default();
             *per.entry(st).or_default() += 1;
             if conflicts > 0 {

@@ -143,12 +143,15 @@ impl EventStatus {
 
     /// The status of `record` on its own.
     pub fn of_record(record: &EventRecord) -> Self {
-        match record.status {
+        Self::of_state(record.status, record.outcome.as_deref())
+    }
+
+    /// The status of a record in `status` with `outcome` (`handled`, `ignored`).
+    pub fn of_state(status: Status, outcome: Option<&str>) -> Self {
+        match status {
             Status::InProgress => EventStatus::InProgress,
             Status::Failed => EventStatus::Failed,
-            Status::Processed if record.outcome.as_deref() == Some("ignored") => {
-                EventStatus::Ignored
-            }
+            Status::Processed if outcome == Some("ignored") => EventStatus::Ignored,
             Status::Processed => EventStatus::Processed,
         }
     }
@@ -848,7 +851,7 @@ impl Ops {
     /// The keys `id` names: itself if it is a key (`source#…`), else the keys archived in the
     /// last 24 hours or listed as failed or conflicting with that event id (older events: pass
     /// the key).
-    async fn resolve_keys(&self, id: &str) -> Result<Vec<String>, OpsError> {
+    async fn resolve_keys(&self, id: &str, dead: &[DeadLetter]) -> Result<Vec<String>, OpsError> {
         if id.contains('#') {
             return Ok(vec![id.to_owned()]);
         }
@@ -867,11 +870,11 @@ impl Ops {
             .into_iter()
             .map(|e| e.idempotency_key)
             .collect();
-        for d in self.dead_letters(MAX_DEAD_LETTERS).await? {
-            if let Some(e) = d.envelope
+        for d in dead {
+            if let Some(e) = &d.envelope
                 && e.event_id == id
             {
-                keys.push(e.idempotency_key);
+                keys.push(e.idempotency_key.clone());
             }
         }
         for r in self
@@ -900,8 +903,9 @@ impl Ops {
     /// # Errors
     /// Any port's error; [`OpsError::Invalid`] when nothing is known under `id`.
     pub async fn show(&self, id: &str) -> Result<Vec<EventDetail>, OpsError> {
-        let keys = self.resolve_keys(id).await?;
+        // One look at the dead-letter queue serves both finding the keys and showing them.
         let dead = self.dead_letters(MAX_DEAD_LETTERS).await?;
+        let keys = self.resolve_keys(id, &dead).await?;
         let mut out = Vec::new();
         for key in keys {
             let record = self.store.get(&key).await?;
